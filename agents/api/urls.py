@@ -1,0 +1,22 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("agents", views.AgentListView.as_view(), name="agent-list"),
+    path("agents/<slug:slug>", views.AgentDetailView.as_view(), name="agent-detail"),
+    path("providers", views.ProviderCredentialListView.as_view(), name="provider-list"),
+    path("providers/<str:provider>", views.ProviderCredentialView.as_view(), name="provider"),
+    path("sessions", views.SessionListView.as_view(), name="session-list"),
+    path("sessions/<str:key>", views.SessionDetailView.as_view(), name="session-detail"),
+    path("sessions/<str:key>/reset", views.SessionResetView.as_view(), name="session-reset"),
+    path(
+        "sessions/<str:key>/messages",
+        views.SessionMessagesView.as_view(),
+        name="session-messages",
+    ),
+    path("sessions/<str:key>/events", views.SessionEventsView.as_view(), name="session-events"),
+    path("turns/<int:turn_id>", views.TurnDetailView.as_view(), name="turn-detail"),
+    path("turns/<int:turn_id>/cancel", views.TurnCancelView.as_view(), name="turn-cancel"),
+    path("turns/<int:turn_id>/events", views.TurnEventsView.as_view(), name="turn-events"),
+]

@@ -1,0 +1,315 @@
+"""The agents API: agents, sessions, messages, turns and their live events.
+
+Views parse input, call a service or selector, and render; the two that wait on a turn
+(`POST .../messages?wait=` and the SSE streams) are async so a waiting client costs a
+coroutine, not a thread.
+"""
+
+from __future__ import annotations
+
+from adrf.views import APIView as AsyncAPIView
+from asgiref.sync import sync_to_async
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents import selectors, services
+from agents.models import ACTIVE_STATUSES, ProviderCredential, ProviderName, Turn
+from agents.runtime import events
+from beamclaw.api.errors import ApiError
+from beamclaw.api.pagination import CursorPagination
+from beamclaw.api.validation import validated
+from tenants.auth import request_tenant
+
+from . import sse
+from .serializers import (
+    AgentSerializer,
+    AgentUpdateSerializer,
+    MessageSerializer,
+    ProviderCredentialSerializer,
+    SessionSerializer,
+    SubmissionSerializer,
+    SubmitMessageSerializer,
+    TurnSerializer,
+)
+
+# --- Agents ---------------------------------------------------------------------------
+
+
+class AgentListView(generics.ListCreateAPIView):
+    """List your agents, or create one."""
+
+    serializer_class = AgentSerializer
+
+    def get_queryset(self):
+        return selectors.agents_of(request_tenant(self.request))
+
+    def create(self, request, *args, **kwargs):
+        data = validated(AgentSerializer(data=request.data))
+        agent = services.create_agent(tenant=request_tenant(request), **data)
+        return Response(AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
+
+
+class AgentDetailView(generics.RetrieveUpdateDestroyAPIView):
+    """Read, change or delete an agent (kept as a soft delete while sessions use it)."""
+
+    serializer_class = AgentUpdateSerializer
+    lookup_field = "slug"
+
+    def get_object(self):
+        return selectors.get_agent(request_tenant(self.request), self.kwargs["slug"])
+
+    def update(self, request, *args, **kwargs):
+        agent = self.get_object()
+        partial = kwargs.get("partial", False)
+        data = validated(AgentUpdateSerializer(agent, data=request.data, partial=partial))
+        agent = services.update_agent(agent=agent, **data)
+        return Response(AgentSerializer(agent).data)
+
+    def perform_destroy(self, instance):
+        services.delete_agent(agent=instance)
+
+
+# --- Provider credentials -------------------------------------------------------------
+
+
+class ProviderCredentialListView(generics.ListAPIView):
+    """Your own provider keys and endpoints (keys are write-only, encrypted at rest)."""
+
+    serializer_class = ProviderCredentialSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return ProviderCredential.objects.filter(tenant=request_tenant(self.request))
+
+
+class ProviderCredentialView(APIView):
+    """Set (PUT) or remove (DELETE) your key and base URL for one provider."""
+
+    @extend_schema(request=ProviderCredentialSerializer, responses=ProviderCredentialSerializer)
+    def put(self, request, provider: str):
+        if provider not in ProviderName.values:
+            raise ApiError("unknown_provider", f"Unknown provider '{provider}'.", status=404)
+        data = validated(ProviderCredentialSerializer(data=request.data))
+        credential = services.set_provider_credential(
+            tenant=request_tenant(request), provider=provider, **data
+        )
+        return Response(ProviderCredentialSerializer(credential).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, provider: str):
+        ProviderCredential.objects.filter(
+            tenant=request_tenant(request), provider=provider
+        ).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Sessions -------------------------------------------------------------------------
+
+
+class SessionListView(generics.ListAPIView):
+    """Your sessions, newest first; filter with `?agent=<slug>` and `?active=true|false`."""
+
+    serializer_class = SessionSerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("agent", str, description="only this agent's sessions"),
+            OpenApiParameter(
+                "active", bool, description="only sessions with (or without) a queued/running turn"
+            ),
+        ]
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        queryset = selectors.sessions_of(request_tenant(self.request))
+        if agent := self.request.query_params.get("agent"):
+            queryset = queryset.filter(agent__slug=agent)
+        active = self.request.query_params.get("active")
+        if active is not None:
+            busy = queryset.filter(turns__status__in=ACTIVE_STATUSES).values("pk")
+            is_true = active.lower() in {"1", "true", "yes"}
+            queryset = queryset.filter(pk__in=busy) if is_true else queryset.exclude(pk__in=busy)
+        return queryset
+
+
+class SessionDetailView(generics.RetrieveDestroyAPIView):
+    """Read a session by key, or delete it with its history."""
+
+    serializer_class = SessionSerializer
+
+    def get_object(self):
+        return selectors.get_session(request_tenant(self.request), self.kwargs["key"])
+
+    def perform_destroy(self, instance):
+        services.delete_session(session=instance)
+
+
+class SessionResetView(APIView):
+    """Clear a session's history and memory; the key stays."""
+
+    @extend_schema(request=None, responses=SessionSerializer)
+    def post(self, request, key: str):
+        session = selectors.get_session(request_tenant(request), key)
+        return Response(SessionSerializer(services.reset_session(session=session)).data)
+
+
+class HistoryPagination(CursorPagination):
+    ordering = "seq"
+
+
+def _turn_payload(turn: Turn, *, with_reply: bool) -> dict:
+    replies = {}
+    if with_reply and (reply := selectors.reply_of(turn)) is not None:
+        replies[turn.pk] = reply.content
+    return TurnSerializer(turn, context={"replies": replies}).data
+
+
+class SessionMessagesView(AsyncAPIView):
+    """The conversation (GET, oldest first) and sending a message to the agent (POST)."""
+
+    @extend_schema(responses=MessageSerializer(many=True))
+    async def get(self, request, key: str):
+        return await sync_to_async(self._history)(request, key)
+
+    def _history(self, request, key):
+        session = selectors.get_session(request_tenant(request), key)
+        paginator = HistoryPagination()
+        page = paginator.paginate_queryset(selectors.history(session), request, view=self)
+        return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=SubmitMessageSerializer,
+        responses={
+            200: OpenApiResponse(SubmissionSerializer, description="finished within `wait`"),
+            202: OpenApiResponse(SubmissionSerializer, description="accepted, still running"),
+            409: OpenApiResponse(description="`session_busy` with mode `reject`"),
+        },
+    )
+    async def post(self, request, key: str):
+        data = validated(
+            SubmitMessageSerializer(data=request.data),
+            codes={"content": "invalid_content", "mode": "invalid_mode", "wait": "invalid_wait"},
+        )
+        tenant = request_tenant(request)
+        submission = await sync_to_async(services.submit_message)(
+            tenant=tenant, session_key=key, content=data["content"], mode=data.get("mode")
+        )
+        finished = False
+        if data.get("wait"):
+            stream_key = events.turn_stream(tenant.pk, submission.turn.pk)
+            finished = await sse.wait_for_finish(stream_key, data["wait"])
+        body = await sync_to_async(self._submission_body)(submission, finished)
+        return Response(body, status=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED)
+
+    @staticmethod
+    def _submission_body(submission, finished: bool) -> dict:
+        turn = submission.turn
+        if finished:
+            turn = Turn.objects.select_related("session", "agent").get(pk=turn.pk)
+        return {
+            "turn": _turn_payload(turn, with_reply=finished),
+            "message": MessageSerializer(submission.message).data,
+            "new_turn": submission.new_turn,
+        }
+
+
+# --- Turns ----------------------------------------------------------------------------
+
+
+class TurnDetailView(APIView):
+    """A turn: status, error, usage, timings and, once it succeeded, the reply."""
+
+    @extend_schema(responses=TurnSerializer)
+    def get(self, request, turn_id: int):
+        turn = selectors.get_turn(request_tenant(request), turn_id)
+        return Response(_turn_payload(turn, with_reply=True))
+
+
+class TurnCancelView(APIView):
+    """Cancel a turn: at once if queued, at its next step if running; 409 if it ended."""
+
+    @extend_schema(request=None, responses={202: TurnSerializer})
+    def post(self, request, turn_id: int):
+        turn = selectors.get_turn(request_tenant(request), turn_id)
+        turn = services.cancel_turn(turn=turn)
+        return Response(_turn_payload(turn, with_reply=False), status=status.HTTP_202_ACCEPTED)
+
+
+# --- Live events ----------------------------------------------------------------------
+
+SSE_DOC = extend_schema(
+    parameters=[
+        OpenApiParameter(
+            "Last-Event-ID",
+            str,
+            OpenApiParameter.HEADER,
+            description="resume after this event id (or `?last_event_id=`)",
+        )
+    ],
+    responses={(200, "text/event-stream"): OpenApiTypes.STR},
+)
+
+
+def _last_event_id(request) -> str:
+    return (
+        request.headers.get("Last-Event-ID") or request.query_params.get("last_event_id") or "0-0"
+    )
+
+
+def _sse_response(frames) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(frames, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: don't buffer the stream
+    return response
+
+
+class TurnEventsView(AsyncAPIView):
+    """Live events of one turn as Server-Sent Events; the stream ends with `turn.finished`."""
+
+    renderer_classes = [JSONRenderer, sse.EventStreamRenderer]
+
+    @SSE_DOC
+    async def get(self, request, turn_id: int):
+        tenant = request_tenant(request)
+        turn = await sync_to_async(selectors.get_turn)(tenant, turn_id)
+
+        async def finished_summary() -> dict | None:
+            current = await Turn.objects.aget(pk=turn.pk)
+            if not current.is_final:
+                return None
+            return {
+                "turn_id": current.pk,
+                "data": {"status": current.status, "error_code": current.error_code},
+            }
+
+        frames = sse.stream(
+            events.turn_stream(tenant.pk, turn.pk),
+            _last_event_id(request),
+            end_on_finish=True,
+            finished_without_events=finished_summary,
+        )
+        return _sse_response(frames)
+
+
+class SessionEventsView(AsyncAPIView):
+    """Live events of every turn of a session, as Server-Sent Events (until you disconnect)."""
+
+    renderer_classes = [JSONRenderer, sse.EventStreamRenderer]
+
+    @SSE_DOC
+    async def get(self, request, key: str):
+        tenant = request_tenant(request)
+        session = await sync_to_async(selectors.get_session)(tenant, key)
+        frames = sse.stream(
+            events.session_stream(tenant.pk, session.pk),
+            _last_event_id(request),
+            end_on_finish=False,
+        )
+        return _sse_response(frames)

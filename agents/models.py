@@ -1,0 +1,199 @@
+"""Agents, the sessions people hold with them, and every turn and message in them."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from tenants.models import Tenant, slug_validator
+
+
+class QueueMode(models.TextChoices):
+    """What a message does when it arrives while the session's turn runs."""
+
+    ENQUEUE = "enqueue", "Run next, in order"
+    COLLECT = "collect", "Join all waiting messages into one next turn"
+    INTERRUPT = "interrupt", "Stop the running turn at its next step, run this one"
+    REJECT = "reject", "Refuse with 409 while a turn is running or queued"
+
+
+class ProviderName(models.TextChoices):
+    OFFLINE = "offline", "Offline (deterministic, no network)"
+    OPENAI = "openai", "OpenAI-compatible Chat Completions"
+    ANTHROPIC = "anthropic", "Anthropic Messages"
+
+
+class Agent(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="agents")
+    slug = models.CharField(max_length=63, validators=[slug_validator])
+    name = models.CharField(max_length=200, blank=True)
+    system_prompt = models.TextField(blank=True)
+    provider = models.CharField(
+        max_length=32, choices=ProviderName.choices, default=ProviderName.OFFLINE
+    )
+    model = models.CharField(max_length=200, default="offline-1")
+    tools = models.JSONField(default=list, blank=True, help_text="Names of allowed tools.")
+    queue_mode = models.CharField(
+        max_length=16, choices=QueueMode.choices, default=QueueMode.ENQUEUE
+    )
+    max_iterations = models.PositiveIntegerField(
+        default=8, validators=[MinValueValidator(1), MaxValueValidator(50)]
+    )
+    turn_timeout_seconds = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(1), MaxValueValidator(3600)]
+    )
+    context_token_budget = models.PositiveIntegerField(
+        default=16_000, validators=[MinValueValidator(256)]
+    )
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    temperature = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(2)]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Soft delete: an agent with sessions keeps its row so their history stays readable.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "slug"],
+                condition=Q(deleted_at__isnull=True),
+                name="agent_slug_unique_per_tenant",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.slug}"
+
+
+class ProviderCredential(models.Model):
+    """A tenant's own key (and endpoint) for a provider; the key is Fernet-encrypted."""
+
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="provider_credentials"
+    )
+    provider = models.CharField(max_length=32, choices=ProviderName.choices)
+    api_key_encrypted = models.TextField(blank=True)
+    base_url = models.URLField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "provider"], name="provider_credential_unique_per_tenant"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.provider}"
+
+
+class Session(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="sessions")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="sessions")
+    key = models.CharField(max_length=300)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    # The fencing token of the worker that owns the session now: every durable write of
+    # a turn is `... WHERE fence = <its token>`, so a worker that lost its lease can't write.
+    fence = models.BigIntegerField(default=0)
+    # Last sequence number handed to a message; allocated under the fenced row lock.
+    last_seq = models.PositiveIntegerField(default=0)
+    memory = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_activity_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key"], name="session_key_unique_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class TurnStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATUSES = (TurnStatus.QUEUED, TurnStatus.RUNNING, TurnStatus.WAITING)
+FINAL_STATUSES = (TurnStatus.SUCCEEDED, TurnStatus.FAILED, TurnStatus.CANCELLED)
+
+
+class Turn(models.Model):
+    """One user input and everything the agent did for it."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="turns")
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="turns")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="turns")
+    status = models.CharField(max_length=16, choices=TurnStatus.choices, default=TurnStatus.QUEUED)
+    mode = models.CharField(max_length=16, choices=QueueMode.choices)
+    source = models.CharField(max_length=32, default="api")
+    attempts = models.PositiveIntegerField(default=0)
+    fence = models.BigIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    iterations = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    # The marketplace package version this turn runs on, fixed when it starts.
+    package_version_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["session", "status", "id"], name="turn_session_status"),
+            models.Index(fields=["tenant", "status"], name="turn_tenant_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"turn {self.pk} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class MessageRole(models.TextChoices):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class Message(models.Model):
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages")
+    turn = models.ForeignKey(
+        Turn, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    # Gap-free per session, given when the message enters the conversation: a user
+    # message when its turn starts (so history reads user, answer, user, answer even
+    # when messages arrive while a turn runs), everything else when it is written.
+    seq = models.PositiveIntegerField(null=True, blank=True)
+    role = models.CharField(max_length=16, choices=MessageRole.choices)
+    content = models.TextField(blank=True)
+    tool_calls = models.JSONField(default=list, blank=True)
+    tool_call_id = models.CharField(max_length=200, blank=True)
+    name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session", "seq"], name="message_seq_unique")
+        ]
+        indexes = [models.Index(fields=["session", "seq"], name="message_session_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.seq}"

@@ -1,0 +1,167 @@
+"""The one interface every model provider implements, and the plain data it speaks.
+
+The turn loop only ever sees these dataclasses; each adapter translates them to
+and from its wire format (OpenAI Chat Completions, Anthropic Messages, ...).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    # Raw JSON text exactly as the model produced it; the loop parses it and
+    # reports malformed arguments back to the model as a tool error.
+    arguments: str
+
+
+@dataclass
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant" | "tool"
+    content: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None  # set on role="tool"
+    name: str | None = None  # tool name on role="tool"
+
+
+@dataclass
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict  # JSON schema of the arguments object
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class ProviderRequest:
+    model: str
+    messages: list[ChatMessage]  # the system prompt, when any, comes first
+    tools: list[ToolSpec] = field(default_factory=list)
+    max_tokens: int | None = None
+    temperature: float | None = None
+    stream: bool = True
+
+
+@dataclass
+class ProviderResponse:
+    content: str
+    tool_calls: list[ToolCall]
+    usage: Usage
+    model: str
+    finish_reason: str = "stop"
+    attempts: int = 1
+
+
+class ProviderError(Exception):
+    """A call that did not produce an answer; `code` is what the turn fails with."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+# Stable failure codes a turn can end with because of its provider.
+PROVIDER_AUTH_FAILED = "provider_auth_failed"
+PROVIDER_UNAVAILABLE = "provider_unavailable"
+PROVIDER_RATE_LIMITED = "provider_rate_limited"
+PROVIDER_TIMEOUT = "provider_timeout"
+PROVIDER_BAD_REQUEST = "provider_bad_request"
+PROVIDER_BAD_RESPONSE = "provider_bad_response"
+
+DeltaCallback = Callable[[str], None]
+
+
+@dataclass
+class RetryPolicy:
+    max_retries: int = 3
+    backoff_base: float = 0.5  # seconds; doubles each attempt, with jitter
+    backoff_max: float = 10.0
+    retry_after_max: float = 30.0  # never honour a Retry-After longer than this
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.retry_after_max)
+        backoff = min(self.backoff_base * (2 ** (attempt - 1)), self.backoff_max)
+        return backoff * (0.5 + random.random() / 2)
+
+
+class Provider(ABC):
+    """An adapter for one wire format. Instances are cheap; the HTTP client is shared."""
+
+    name: str = ""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        http: httpx.Client | None = None,
+        timeout: httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.api_key = api_key
+        self.base_url = base_url
+        self.http = http
+        self.timeout = timeout or httpx.Timeout(60.0, connect=5.0)
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+
+    def complete(
+        self,
+        request: ProviderRequest,
+        *,
+        on_delta: DeltaCallback | None = None,
+        before_attempt: Callable[[int], None] | None = None,
+    ) -> ProviderResponse:
+        """Call the model, retrying 429/5xx/timeouts with backoff; raise ProviderError.
+
+        `before_attempt(n)` runs before every attempt (the limiter hooks in there,
+        so a retry is checked like a first call).
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            if before_attempt is not None:
+                before_attempt(attempt)
+            try:
+                response = self.complete_once(request, on_delta=on_delta)
+            except ProviderError as exc:
+                if not exc.retryable or attempt > self.retry.max_retries:
+                    raise
+                self.sleep(self.retry.delay(attempt, exc.retry_after))
+                continue
+            response.attempts = attempt
+            return response
+
+    @abstractmethod
+    def complete_once(
+        self, request: ProviderRequest, *, on_delta: DeltaCallback | None = None
+    ) -> ProviderResponse:
+        """One attempt, no retries. Map every failure to a ProviderError."""

@@ -1,0 +1,76 @@
+"""Turn events on Redis streams: one stream per turn and one per session.
+
+Writers XADD; readers (SSE, `wait=`, the CLI) block on XREAD from the last id they saw,
+so nobody polls the database. Text deltas are coalesced so a fast stream of tokens costs
+a handful of round trips, not one per token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+
+from beamclaw.redis import get_redis, key
+
+TERMINAL_EVENT = "turn.finished"
+STREAM_MAXLEN = 10_000
+
+
+def turn_stream(tenant_id: int, turn_id: int) -> str:
+    return key("t", tenant_id, "turn", turn_id, "events")
+
+
+def session_stream(tenant_id: int, session_id: int) -> str:
+    return key("t", tenant_id, "session", session_id, "events")
+
+
+def publish(
+    *, tenant_id: int, session_id: int, turn_id: int, events: list[tuple[str, dict]]
+) -> None:
+    """XADD each event to the turn's and the session's stream, in one round trip."""
+    if not events:
+        return
+    ttl = settings.EVENT_STREAM_TTL_SECONDS
+    streams = (turn_stream(tenant_id, turn_id), session_stream(tenant_id, session_id))
+    pipe = get_redis().pipeline(transaction=False)
+    for event_type, data in events:
+        fields = {"type": event_type, "turn_id": turn_id, "data": json.dumps(data, default=str)}
+        for stream in streams:
+            pipe.xadd(stream, fields, maxlen=STREAM_MAXLEN, approximate=True)
+    for stream in streams:
+        pipe.expire(stream, ttl)
+    pipe.execute()
+
+
+def decode(fields: dict[str, str]) -> dict[str, Any]:
+    return {
+        "type": fields["type"],
+        "turn_id": int(fields["turn_id"]),
+        "data": json.loads(fields.get("data") or "{}"),
+    }
+
+
+class DeltaBuffer:
+    """Collects streamed text and publishes it at most every `interval` seconds."""
+
+    def __init__(self, publish_one, *, interval: float = 0.05):
+        self._publish_one = publish_one
+        self._interval = interval
+        self._parts: list[str] = []
+        self._last = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        if not text:
+            return
+        self._parts.append(text)
+        if time.monotonic() - self._last >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._parts:
+            self._publish_one("message.delta", {"text": "".join(self._parts)})
+            self._parts = []
+        self._last = time.monotonic()

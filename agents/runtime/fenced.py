@@ -1,0 +1,102 @@
+"""Durable writes of a turn, each guarded by the session's fencing token.
+
+Every function here runs one transaction that starts with
+`UPDATE agents_session ... WHERE id = :session AND fence = :token`: it locks the session
+row, allocates sequence numbers, and matches no row when another worker has claimed the
+session since, in which case nothing is written and LeaseLost is raised.
+"""
+
+from __future__ import annotations
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from agents.models import Message, MessageRole, Turn, TurnStatus
+
+from .lease import LeaseLost
+
+
+def _take_seqs(session_id: int, fence: int, count: int) -> int:
+    """Lock the session (fenced) and reserve `count` sequence numbers; return the first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE agents_session SET last_seq = last_seq + %s, last_activity_at = %s "
+            "WHERE id = %s AND fence = %s RETURNING last_seq",
+            [count, timezone.now(), session_id, fence],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise LeaseLost(f"session {session_id} is fenced past token {fence}")
+    return row[0] - count + 1
+
+
+def start_turn(turn: Turn, fence: int) -> bool:
+    """Mark the turn running under this fence and give its user messages their places.
+
+    False when the turn is no longer runnable (cancelled while it waited).
+    """
+    with transaction.atomic():
+        _take_seqs(turn.session_id, fence, 0)  # lock first: a `collect` may be adding
+        claimed = Turn.objects.filter(
+            pk=turn.pk, status__in=[TurnStatus.QUEUED, TurnStatus.RUNNING]
+        ).update(
+            status=TurnStatus.RUNNING,
+            fence=fence,
+            attempts=F("attempts") + 1,
+            started_at=Coalesce(F("started_at"), timezone.now()),
+        )
+        if not claimed:
+            return False
+        pending = list(
+            Message.objects.filter(turn=turn, seq__isnull=True, role=MessageRole.USER)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        if pending:
+            first = _take_seqs(turn.session_id, fence, len(pending))
+            for offset, message_id in enumerate(pending):
+                Message.objects.filter(pk=message_id).update(seq=first + offset)
+    turn.status = TurnStatus.RUNNING
+    turn.fence = fence
+    turn.attempts += 1
+    return True
+
+
+def append(turn: Turn, fence: int, messages: list[Message], **turn_fields: object) -> list[Message]:
+    """Write this step's messages (and turn fields such as usage) atomically."""
+    with transaction.atomic():
+        first = _take_seqs(turn.session_id, fence, len(messages))
+        for offset, message in enumerate(messages):
+            message.session_id = turn.session_id
+            message.turn = turn
+            message.seq = first + offset
+        Message.objects.bulk_create(messages)
+        if turn_fields:
+            Turn.objects.filter(pk=turn.pk).update(**turn_fields)
+    for name, value in turn_fields.items():
+        if not hasattr(value, "resolve_expression"):
+            setattr(turn, name, value)
+    return messages
+
+
+def finish(
+    turn: Turn,
+    fence: int,
+    *,
+    status: str,
+    error_code: str = "",
+    error_message: str = "",
+    messages: list[Message] | None = None,
+    **turn_fields: object,
+) -> None:
+    """End the turn (with its final messages, if any) in one fenced transaction."""
+    fields = dict(
+        status=status,
+        error_code=error_code,
+        error_message=error_message[:2000],
+        finished_at=timezone.now(),
+        **turn_fields,
+    )
+    append(turn, fence, messages or [], **fields)

@@ -1,0 +1,128 @@
+"""The session lease: one turn at a time per session, on any worker.
+
+Redis holds the lease (`SET NX PX`, renewed by one keeper thread per process); the
+database holds the fencing token (`Session.fence`, bumped when a worker claims the
+session). Redis is the fast path and keeps nothing on disk here; the token lives in the
+database so a Redis restart can never hand out an old token again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from django.conf import settings
+from django.db import connection
+
+from beamclaw.redis import get_redis, key
+
+log = logging.getLogger(__name__)
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class LeaseLost(Exception):
+    """Another worker owns the session now; this one must stop without writing."""
+
+
+def lease_key(session_id: int) -> str:
+    return key("lease", "session", session_id)
+
+
+class Lease:
+    def __init__(self, session_id: int):
+        self.session_id = session_id
+        self.key = lease_key(session_id)
+        self.owner = f"{WORKER_ID}:{uuid.uuid4().hex[:12]}"
+        self.fence = 0
+        self.lost = threading.Event()
+
+    def acquire(self) -> bool:
+        ttl_ms = int(settings.TURN_LEASE_SECONDS * 1000)
+        if not get_redis().set(self.key, self.owner, nx=True, px=ttl_ms):
+            return False
+        self.fence = claim_fence(self.session_id)
+        keeper.track(self)
+        return True
+
+    def renew(self) -> bool:
+        ttl_ms = int(settings.TURN_LEASE_SECONDS * 1000)
+        return bool(get_redis().eval(_RENEW, 1, self.key, self.owner, ttl_ms))
+
+    def release(self) -> None:
+        keeper.forget(self)
+        try:
+            get_redis().eval(_RELEASE, 1, self.key, self.owner)
+        except Exception:  # it expires on its own; the fence keeps us safe either way
+            log.warning("could not release lease %s", self.key, exc_info=True)
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise LeaseLost(f"lease on session {self.session_id} lost")
+
+
+def claim_fence(session_id: int) -> int:
+    """Take a new fencing token for the session: every older holder is fenced off."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE agents_session SET fence = fence + 1 WHERE id = %s RETURNING fence",
+            [session_id],
+        )
+        return cursor.fetchone()[0]
+
+
+class LeaseKeeper:
+    """One thread per process renews every lease this process holds."""
+
+    def __init__(self) -> None:
+        self._leases: dict[str, Lease] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def track(self, lease: Lease) -> None:
+        with self._lock:
+            self._leases[lease.owner] = lease
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+                self._thread.start()
+
+    def forget(self, lease: Lease) -> None:
+        with self._lock:
+            self._leases.pop(lease.owner, None)
+
+    def renew_all(self) -> None:
+        with self._lock:
+            leases = list(self._leases.values())
+        for lease in leases:
+            try:
+                if not lease.renew():
+                    lease.lost.set()
+                    self.forget(lease)
+            except Exception:  # Redis down: keep going; the fence arbitrates
+                log.warning("lease renewal failed for %s", lease.key, exc_info=True)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(settings.TURN_LEASE_RENEW_SECONDS)
+            self._wake.clear()
+            self.renew_all()
+
+
+keeper = LeaseKeeper()

@@ -1,0 +1,57 @@
+"""Read-side queries for the API, the admin and the CLI; always scoped to one tenant."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from beamclaw.api.errors import ApiError
+from tenants.models import Tenant
+
+from .models import Agent, Message, MessageRole, Session, Turn
+
+
+def agents_of(tenant: Tenant) -> QuerySet[Agent]:
+    return Agent.objects.filter(tenant=tenant, deleted_at__isnull=True)
+
+
+def get_agent(tenant: Tenant, slug: str) -> Agent:
+    agent = agents_of(tenant).filter(slug=slug).first()
+    if agent is None:
+        raise ApiError("agent_not_found", f"There is no agent '{slug}'.", status=404)
+    return agent
+
+
+def sessions_of(tenant: Tenant) -> QuerySet[Session]:
+    return Session.objects.filter(tenant=tenant).select_related("agent", "parent")
+
+
+def get_session(tenant: Tenant, key: str) -> Session:
+    session = sessions_of(tenant).filter(key=key).first()
+    if session is None:
+        raise ApiError("session_not_found", f"There is no session '{key[:300]}'.", status=404)
+    return session
+
+
+def history(session: Session) -> QuerySet[Message]:
+    """The conversation in order; messages of turns that have not started are not in it yet."""
+    return Message.objects.filter(session=session, seq__isnull=False).select_related("turn")
+
+
+def turns_of(tenant: Tenant) -> QuerySet[Turn]:
+    return Turn.objects.filter(tenant=tenant).select_related("session", "agent")
+
+
+def get_turn(tenant: Tenant, turn_id: int) -> Turn:
+    turn = turns_of(tenant).filter(pk=turn_id).first()
+    if turn is None:
+        raise ApiError("turn_not_found", f"There is no turn {turn_id}.", status=404)
+    return turn
+
+
+def reply_of(turn: Turn) -> Message | None:
+    """The turn's final answer, when it has one."""
+    return (
+        Message.objects.filter(turn=turn, role=MessageRole.ASSISTANT, tool_calls=[])
+        .order_by("-seq")
+        .first()
+    )

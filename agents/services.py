@@ -1,0 +1,267 @@
+"""Everything that changes agents, sessions and turns; views, commands and tasks call these."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from beamclaw.api.errors import ApiError
+from beamclaw.crypto import encrypt
+from beamclaw.redis import get_redis
+from tenants.models import Tenant
+
+from .models import (
+    ACTIVE_STATUSES,
+    Agent,
+    Message,
+    MessageRole,
+    ProviderCredential,
+    QueueMode,
+    Session,
+    Turn,
+    TurnStatus,
+)
+from .runtime import events
+from .runtime.dispatch import dispatch_turn
+from .runtime.signals import cancel_key
+
+SESSION_KEY_RE = re.compile(
+    r"^agent:([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?):([A-Za-z0-9_.:-]{1,200})$"
+)
+SESSION_KEY_HELP = (
+    "Session keys look like 'agent:<agent-slug>:<name>'; the name is 1-200 letters, "
+    "digits or '-_.:'."
+)
+
+
+@dataclass(frozen=True)
+class Submission:
+    turn: Turn
+    message: Message
+    new_turn: bool  # False when the message joined a queued turn (`collect`)
+
+
+def parse_session_key(key: str) -> tuple[str, str]:
+    match = SESSION_KEY_RE.match(key)
+    if not match:
+        raise ApiError("invalid_session_key", SESSION_KEY_HELP, details={"key": key[:300]})
+    return match.group(1), match.group(2)
+
+
+def live_agent(tenant: Tenant, slug: str) -> Agent:
+    agent = Agent.objects.filter(tenant=tenant, slug=slug, deleted_at__isnull=True).first()
+    if agent is None:
+        raise ApiError("agent_not_found", f"There is no agent '{slug}'.", status=404)
+    return agent
+
+
+def _session_for_update(tenant: Tenant, agent: Agent, key: str) -> Session:
+    """The session row, locked for this transaction; created on the first message."""
+    session = Session.objects.select_for_update().filter(tenant=tenant, key=key).first()
+    if session is not None:
+        return session
+    try:
+        with transaction.atomic():
+            return Session.objects.create(tenant=tenant, agent=agent, key=key)
+    except IntegrityError:  # a concurrent first message created it
+        return Session.objects.select_for_update().get(tenant=tenant, key=key)
+
+
+def submit_message(
+    *,
+    tenant: Tenant,
+    session_key: str,
+    content: str,
+    mode: str | None = None,
+    source: str = "api",
+) -> Submission:
+    """Store the user message and its queued turn in one transaction; dispatch on commit."""
+    agent_slug, _ = parse_session_key(session_key)
+    if not content or not content.strip():
+        raise ApiError("empty_content", "The message content is empty.")
+    if len(content.encode()) > settings.MESSAGE_MAX_BYTES:
+        raise ApiError(
+            "content_too_large",
+            f"The message is over {settings.MESSAGE_MAX_BYTES} bytes.",
+            status=413,
+            details={"max_bytes": settings.MESSAGE_MAX_BYTES},
+        )
+    agent = live_agent(tenant, agent_slug)
+    mode = mode or agent.queue_mode
+    if mode not in QueueMode.values:
+        raise ApiError(
+            "invalid_mode", f"Unknown mode '{mode}'.", details={"allowed": QueueMode.values}
+        )
+
+    with transaction.atomic():
+        session = _session_for_update(tenant, agent, session_key)
+        active = list(
+            Turn.objects.filter(session=session, status__in=ACTIVE_STATUSES).order_by("id")
+        )
+        queued = [t for t in active if t.status == TurnStatus.QUEUED]
+        if mode == QueueMode.REJECT and active:
+            raise ApiError(
+                "session_busy",
+                "The session is busy with another turn; retry later or use mode 'enqueue'.",
+                status=409,
+                details={"active_turn_id": active[0].pk},
+            )
+        if mode == QueueMode.COLLECT and queued:
+            turn = queued[-1]
+            message = Message.objects.create(
+                session=session, turn=turn, role=MessageRole.USER, content=content
+            )
+            return Submission(turn=turn, message=message, new_turn=False)
+
+        turn = Turn.objects.create(
+            tenant=tenant, session=session, agent=agent, mode=mode, source=source
+        )
+        message = Message.objects.create(
+            session=session, turn=turn, role=MessageRole.USER, content=content
+        )
+        if mode == QueueMode.INTERRUPT:
+            _interrupt(active, into=turn)
+        transaction.on_commit(lambda: _announce(turn, tenant.slug))
+    return Submission(turn=turn, message=message, new_turn=True)
+
+
+def _interrupt(active: list[Turn], *, into: Turn) -> None:
+    """Stop the running turn at its next step; queued ones fold into the new turn.
+
+    Their messages are not lost: the agent reads them in the new turn, before the
+    message that interrupted.
+    """
+    for turn in active:
+        if turn.status == TurnStatus.QUEUED:
+            Message.objects.filter(turn=turn, seq__isnull=True).update(turn=into)
+            Turn.objects.filter(pk=turn.pk, status=TurnStatus.QUEUED).update(
+                status=TurnStatus.CANCELLED,
+                error_code="interrupted",
+                error_message=f"Superseded by turn {into.pk}.",
+                finished_at=timezone.now(),
+            )
+        else:
+            _request_cancel(turn, reason="interrupted")
+
+
+def _announce(turn: Turn, tenant_slug: str) -> None:
+    # Redis may be down: the turn row is what counts, the event is a courtesy.
+    with contextlib.suppress(Exception):
+        events.publish(
+            tenant_id=turn.tenant_id,
+            session_id=turn.session_id,
+            turn_id=turn.pk,
+            events=[("turn.queued", {"session_key": turn.session.key, "mode": turn.mode})],
+        )
+    dispatch_turn(turn, tenant_slug)
+
+
+def _request_cancel(turn: Turn, *, reason: str = "cancelled") -> None:
+    """Ask the running turn to stop at its next step boundary (it reads the Redis flag)."""
+    Turn.objects.filter(pk=turn.pk).update(cancel_requested=True)
+    get_redis().set(cancel_key(turn.pk), reason, ex=24 * 3600)
+
+
+def cancel_turn(*, turn: Turn) -> Turn:
+    """Cancel a queued turn now, or a running one at its next step boundary."""
+    if turn.is_final:
+        raise ApiError(
+            "turn_not_cancellable",
+            f"The turn already ended ({turn.status}).",
+            status=409,
+            details={"status": turn.status},
+        )
+    now = timezone.now()
+    cancelled_queued = Turn.objects.filter(pk=turn.pk, status=TurnStatus.QUEUED).update(
+        status=TurnStatus.CANCELLED,
+        error_code="cancelled",
+        error_message="Cancelled before it started.",
+        finished_at=now,
+    )
+    if cancelled_queued:
+        events.publish(
+            tenant_id=turn.tenant_id,
+            session_id=turn.session_id,
+            turn_id=turn.pk,
+            events=[("turn.finished", {"status": TurnStatus.CANCELLED, "error_code": "cancelled"})],
+        )
+    else:
+        _request_cancel(turn)
+    turn.refresh_from_db()
+    return turn
+
+
+# --- Agents ---------------------------------------------------------------------------
+
+
+def create_agent(*, tenant: Tenant, **fields) -> Agent:
+    agent = Agent(tenant=tenant, **fields)
+    agent.full_clean(exclude=["tenant"], validate_constraints=False)
+    if Agent.objects.filter(tenant=tenant, slug=agent.slug, deleted_at__isnull=True).exists():
+        raise ApiError("agent_exists", f"An agent '{agent.slug}' already exists.", status=409)
+    try:
+        with transaction.atomic():
+            agent.save()
+    except IntegrityError:
+        raise ApiError("agent_exists", f"An agent '{agent.slug}' already exists.", status=409)
+    return agent
+
+
+def update_agent(*, agent: Agent, **fields) -> Agent:
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    agent.full_clean(exclude=["tenant", "slug"], validate_constraints=False)
+    agent.save()
+    return agent
+
+
+def delete_agent(*, agent: Agent) -> None:
+    """Delete for good when unused; keep the row (soft delete) while sessions refer to it."""
+    if agent.sessions.exists():
+        agent.deleted_at = timezone.now()
+        agent.save(update_fields=["deleted_at", "updated_at"])
+    else:
+        agent.delete()
+
+
+def set_provider_credential(
+    *, tenant: Tenant, provider: str, api_key: str = "", base_url: str = ""
+) -> ProviderCredential:
+    credential, _ = ProviderCredential.objects.update_or_create(
+        tenant=tenant,
+        provider=provider,
+        defaults={"api_key_encrypted": encrypt(api_key), "base_url": base_url},
+    )
+    return credential
+
+
+# --- Sessions -------------------------------------------------------------------------
+
+
+def reset_session(*, session: Session) -> Session:
+    """Clear the history and memory, keep the key. Refused while a turn is active."""
+    with transaction.atomic():
+        session = Session.objects.select_for_update().get(pk=session.pk)
+        if session.turns.filter(status__in=ACTIVE_STATUSES).exists():
+            raise ApiError(
+                "session_busy", "Cancel or wait for the active turn before a reset.", status=409
+            )
+        session.messages.all().delete()
+        session.turns.all().delete()
+        session.memory = {}
+        session.last_seq = 0
+        session.save(update_fields=["memory", "last_seq"])
+    return session
+
+
+def delete_session(*, session: Session) -> None:
+    if session.turns.filter(status__in=[TurnStatus.RUNNING, TurnStatus.WAITING]).exists():
+        raise ApiError(
+            "session_busy", "Cancel or wait for the running turn before deleting.", status=409
+        )
+    session.delete()

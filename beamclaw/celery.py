@@ -1,0 +1,72 @@
+"""The Celery app: Redis broker, JSON, early ack, prefetch 1, one queue per tenant.
+
+A task that carries `tenant=<slug>` in its kwargs is routed to `tenant.<slug>`, so one
+tenant's backlog never sits in front of another's. Everything else (beat jobs, ops
+tasks) goes to the default `beamclaw` queue.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery, signals
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beamclaw.settings")
+
+app = Celery("beamclaw")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+TENANT_QUEUE_PREFIX = "tenant."
+
+
+def tenant_queue(slug: str) -> str:
+    return f"{TENANT_QUEUE_PREFIX}{slug}"
+
+
+def route_by_tenant(name, args, kwargs, options, task=None, **kw):
+    """Celery router: tasks that name their tenant go to that tenant's queue."""
+    tenant = (kwargs or {}).get("tenant")
+    if tenant:
+        return {"queue": tenant_queue(tenant)}
+    return None
+
+
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_default_queue="beamclaw",
+    task_routes=(route_by_tenant,),
+    task_create_missing_queues=True,
+    # The Turn row is the truth and a message is only a trigger: ack when a thread
+    # starts the task (early ack) and let leases + the reaper cover a dead worker.
+    # acks_late + Redis visibility timeout re-delivers long tasks (celery #5935).
+    task_acks_late=False,
+    worker_prefetch_multiplier=1,
+    worker_pool="threads",
+    # One Redis key per queue: BRPOP cost grows with keys, and priorities multiply them.
+    broker_transport_options={"priority_steps": [0], "visibility_timeout": 900},
+    broker_connection_retry_on_startup=True,
+    task_ignore_result=True,
+    result_expires=3600,
+    worker_send_task_events=os.environ.get("CELERY_TASK_EVENTS", "1") == "1",
+    task_send_sent_event=os.environ.get("CELERY_TASK_EVENTS", "1") == "1",
+    worker_hijack_root_logger=False,
+    beat_scheduler="django_celery_beat.schedulers:DatabaseScheduler",
+)
+app.autodiscover_tasks()
+
+
+@signals.celeryd_after_setup.connect
+def consume_tenant_queues(sender, instance, conf, **kwargs):
+    """A starting worker subscribes to the queue of every active tenant."""
+    from tenants.queues import active_tenant_queues
+
+    for queue in active_tenant_queues():
+        instance.app.amqp.queues.select_add(queue)
+
+
+@app.task(name="beamclaw.ping", ignore_result=False)
+def ping(tenant: str | None = None) -> str:
+    """A no-op round trip: readiness probes, routing tests and the benchmark floor."""
+    return "pong"

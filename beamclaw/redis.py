@@ -1,0 +1,60 @@
+"""Shared Redis clients and the key naming every BeamClaw key goes through."""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=8)
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=10,
+        socket_connect_timeout=3,
+        health_check_interval=30,
+    )
+
+
+def get_redis() -> redis.Redis:
+    """The process-wide client for REDIS_URL (a connection pool, thread-safe)."""
+    return _client(settings.REDIS_URL)
+
+
+_async_clients: dict[tuple[str, int], aioredis.Redis] = {}
+
+
+def get_async_redis() -> aioredis.Redis:
+    """An asyncio client for the running event loop (clients can't cross loops)."""
+    import asyncio
+
+    key = (settings.REDIS_URL, id(asyncio.get_running_loop()))
+    with _lock:
+        client = _async_clients.get(key)
+        if client is None:
+            client = aioredis.Redis.from_url(
+                settings.REDIS_URL, decode_responses=True, socket_connect_timeout=3
+            )
+            _async_clients[key] = client
+    return client
+
+
+def key(*parts: object) -> str:
+    """`bc:part:part...` — every key starts with REDIS_KEY_PREFIX."""
+    return ":".join([settings.REDIS_KEY_PREFIX, *(str(p) for p in parts)])
+
+
+@receiver(setting_changed)
+def _forget_clients(setting: str, **kwargs) -> None:
+    if setting == "REDIS_URL":
+        _client.cache_clear()
+        _async_clients.clear()

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from beamclaw import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/v1/", include("tenants.api.urls")),
+    path("api/v1/", include("agents.api.urls")),
+]
+
+handler400 = "beamclaw.api.errors.bad_request"
+handler403 = "beamclaw.api.errors.permission_denied"
+handler404 = "beamclaw.api.errors.not_found"
+handler500 = "beamclaw.api.errors.server_error"

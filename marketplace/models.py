@@ -1,0 +1,1 @@
+"""Versioned agent packages (see DESIGN.md, "Marketplace"); built in a later issue."""

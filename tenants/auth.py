@@ -1,0 +1,82 @@
+"""API key authentication: `Authorization: Bearer <key>` binds a request to one tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rest_framework import exceptions, permissions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+
+from .models import ApiKey, Tenant
+from .services import MalformedKey, find_api_key, touch_api_key
+
+
+@dataclass(frozen=True)
+class TenantPrincipal:
+    """`request.user` for an API key: who is calling, on behalf of which tenant."""
+
+    tenant: Tenant
+    api_key: ApiKey
+    is_authenticated: bool = True
+    is_staff: bool = False
+
+    @property
+    def pk(self) -> int:
+        return self.api_key.pk
+
+
+class NotAuthenticated(exceptions.NotAuthenticated):
+    default_code = "authentication_required"
+    default_detail = "Send your API key as 'Authorization: Bearer <key>'."
+
+
+class TenantSuspended(exceptions.PermissionDenied):
+    default_code = "tenant_suspended"
+    default_detail = "This tenant is suspended."
+
+
+def _failed(code: str, message: str) -> exceptions.AuthenticationFailed:
+    return exceptions.AuthenticationFailed(message, code=code)
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    keyword = b"bearer"
+
+    def authenticate(self, request):
+        header = get_authorization_header(request).split()
+        if not header:
+            return None
+        if header[0].lower() != self.keyword or len(header) != 2:
+            raise _failed(
+                "invalid_authorization_header",
+                "The Authorization header must be 'Bearer <key>'.",
+            )
+        try:
+            api_key = find_api_key(header[1].decode("latin-1"))
+        except MalformedKey:
+            raise _failed("invalid_authorization_header", "That is not a BeamClaw API key.")
+        if api_key is None:
+            raise _failed("invalid_api_key", "Unknown API key.")
+        if api_key.is_revoked:
+            raise _failed("api_key_revoked", "This API key has been revoked.")
+        if not api_key.tenant.is_active:
+            raise TenantSuspended()
+        touch_api_key(api_key)
+        return TenantPrincipal(tenant=api_key.tenant, api_key=api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        # Makes DRF answer 401 (not 403) when credentials are missing or wrong.
+        return 'Bearer realm="api"'
+
+
+class IsTenant(permissions.BasePermission):
+    """Every API call needs an API key; anonymous requests get 401."""
+
+    def has_permission(self, request, view) -> bool:
+        if not isinstance(request.user, TenantPrincipal):
+            raise NotAuthenticated()
+        return True
+
+
+def request_tenant(request) -> Tenant:
+    return request.user.tenant

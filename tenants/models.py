@@ -1,0 +1,70 @@
+"""Tenants, their limits and their API keys."""
+
+from __future__ import annotations
+
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+from beamclaw.celery import tenant_queue
+
+# A DNS label: it names the tenant's queue and shows up in URLs and metrics.
+slug_validator = RegexValidator(
+    r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+    "Use 1-63 lowercase letters, digits or hyphens, not starting or ending with a hyphen.",
+    code="invalid_slug",
+)
+
+
+class Tenant(models.Model):
+    slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    is_active = models.BooleanField(
+        default=True, help_text="A suspended tenant's keys answer 403 and its turns do not run."
+    )
+
+    # Limits (DESIGN.md, "Limits"); enforced by tenants/limits.py.
+    requests_per_minute = models.PositiveIntegerField(
+        default=600, validators=[MinValueValidator(1)], help_text="Model calls per minute."
+    )
+    tokens_per_day = models.PositiveBigIntegerField(default=2_000_000)
+    tokens_per_month = models.PositiveBigIntegerField(default=50_000_000)
+    max_concurrent_turns = models.PositiveIntegerField(
+        default=20, validators=[MinValueValidator(1)]
+    )
+    max_sessions = models.PositiveIntegerField(default=10_000, validators=[MinValueValidator(1)])
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def queue_name(self) -> str:
+        return tenant_queue(self.slug)
+
+
+class ApiKey(models.Model):
+    """A tenant's API key. Only a public prefix and a SHA-256 of the secret are stored."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.prefix}"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

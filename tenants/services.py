@@ -1,0 +1,79 @@
+"""Creating tenants and issuing, checking and revoking their API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import ApiKey, Tenant
+from .queues import announce_tenant_queue
+
+KEY_PREFIX = "bc"
+# last_used_at is written at most this often per key, so auth stays read-only on the hot path.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    secret: str  # the whole key, shown once; never stored
+
+
+def create_tenant(*, slug: str, name: str = "", **limits: int) -> Tenant:
+    """Create a tenant and tell running workers to consume its queue."""
+    tenant = Tenant(slug=slug, name=name or slug, **limits)
+    tenant.full_clean()
+    with transaction.atomic():
+        tenant.save()
+        transaction.on_commit(lambda: announce_tenant_queue(tenant.slug))
+    return tenant
+
+
+def _hash(secret: str) -> str:
+    # The secret has 256 bits of entropy, so a plain SHA-256 cannot be brute-forced;
+    # a slow password hash would only slow down every request.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue_api_key(*, tenant: Tenant, name: str = "") -> IssuedKey:
+    prefix = secrets.token_hex(4)
+    secret = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    api_key = ApiKey.objects.create(
+        tenant=tenant, name=name, prefix=prefix, secret_hash=_hash(secret)
+    )
+    return IssuedKey(api_key=api_key, secret=secret)
+
+
+def revoke_api_key(*, api_key: ApiKey) -> ApiKey:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+class MalformedKey(ValueError):
+    pass
+
+
+def find_api_key(secret: str) -> ApiKey | None:
+    """The key this secret belongs to (revoked or not), or None; constant-time compare."""
+    parts = secret.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+        raise MalformedKey("not a BeamClaw API key")
+    api_key = ApiKey.objects.select_related("tenant").filter(prefix=parts[1]).first()
+    if api_key is None or not hmac.compare_digest(api_key.secret_hash, _hash(secret)):
+        return None
+    return api_key
+
+
+def touch_api_key(api_key: ApiKey) -> None:
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now

@@ -1,0 +1,88 @@
+"""Bad input gets a 4xx with its own code and writes nothing."""
+
+import pytest
+
+from agents import services
+from agents.models import Message, Session, Turn
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ops(acme):
+    return services.create_agent(tenant=acme.tenant, slug="ops")
+
+
+def post(acme, key, body):
+    return acme.client.post(f"/api/v1/sessions/{key}/messages", body, format="json")
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "status", "code"),
+    [
+        ("agent:ops:main", {}, 400, "invalid_content"),
+        ("agent:ops:main", {"content": ""}, 400, "empty_content"),
+        ("agent:ops:main", {"content": "   "}, 400, "empty_content"),
+        ("agent:ops:main", {"content": 5}, 400, "invalid_content"),
+        ("agent:ops:main", {"content": "hi", "mode": "shout"}, 400, "invalid_mode"),
+        ("agent:ops:main", {"content": "hi", "wait": 61}, 400, "invalid_wait"),
+        ("agent:ops:main", {"content": "hi", "wait": -1}, 400, "invalid_wait"),
+        ("agent:ops:main", {"content": "hi", "wait": "soon"}, 400, "invalid_wait"),
+        ("ops:main", {"content": "hi"}, 400, "invalid_session_key"),
+        ("agent:ops:", {"content": "hi"}, 400, "invalid_session_key"),
+        ("agent:OPS:main", {"content": "hi"}, 400, "invalid_session_key"),
+        ("agent:ops:" + "x" * 201, {"content": "hi"}, 400, "invalid_session_key"),
+        ("agent:ops:has space", {"content": "hi"}, 400, "invalid_session_key"),
+        ("agent:nobody:main", {"content": "hi"}, 404, "agent_not_found"),
+    ],
+)
+def test_bad_submissions_are_refused_and_nothing_is_written(acme, ops, key, body, status, code):
+    response = post(acme, key, body)
+
+    assert response.status_code == status, response.json()
+    assert response.json()["error"]["code"] == code
+    assert not Session.objects.exists()
+    assert not Message.objects.exists()
+    assert not Turn.objects.exists()
+
+
+def test_content_over_the_size_limit_is_413(acme, ops, settings):
+    settings.MESSAGE_MAX_BYTES = 1000
+
+    response = post(acme, "agent:ops:main", {"content": "é" * 501})
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "content_too_large"
+    assert not Message.objects.exists()
+
+
+def test_a_deleted_agent_takes_no_messages_but_its_history_stays(acme, ops):
+    services.submit_message(tenant=acme.tenant, session_key="agent:ops:main", content="hi")
+
+    assert acme.client.delete("/api/v1/agents/ops").status_code == 204
+
+    response = post(acme, "agent:ops:main", {"content": "hello?"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "agent_not_found"
+    assert acme.client.get("/api/v1/sessions/agent:ops:main").status_code == 200
+    assert acme.client.get("/api/v1/agents/ops").status_code == 404
+
+
+def test_an_unused_agent_is_deleted_for_good(acme, ops):
+    assert acme.client.delete("/api/v1/agents/ops").status_code == 204
+    recreated = acme.client.post("/api/v1/agents", {"slug": "ops"}, format="json")
+    assert recreated.status_code == 201
+
+
+def test_agent_slugs_are_unique_per_tenant(acme, ops):
+    response = acme.client.post("/api/v1/agents", {"slug": "ops"}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "agent_exists"
+
+
+def test_unknown_tools_are_refused_with_the_list_of_known_ones(acme):
+    response = acme.client.post(
+        "/api/v1/agents", {"slug": "x", "tools": ["calculator", "launch_missiles"]}, format="json"
+    )
+    assert response.status_code == 400
+    assert "launch_missiles" in str(response.json()["error"]["details"]["tools"])

@@ -1,0 +1,116 @@
+"""Live events over SSE from a real ASGI server, resume with Last-Event-ID, and `wait`."""
+
+import json
+
+import httpx
+import pytest
+
+from .conftest import send, wait_for_turn
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
+
+
+def read_events(response: httpx.Response) -> list[dict]:
+    """Parse SSE frames until the stream ends."""
+    events, frame = [], {}
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            continue
+        if not line:
+            if frame:
+                events.append(frame)
+                frame = {}
+            continue
+        field, _, value = line.partition(": ")
+        frame[field] = json.loads(value) if field == "data" else value
+    return events
+
+
+def stream_turn(web, acme, turn_id, last_event_id=None) -> list[dict]:
+    headers = {**acme.headers, "Accept": "text/event-stream"}
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    url = f"{web}/api/v1/turns/{turn_id}/events"
+    with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return read_events(response)
+
+
+def test_a_client_sees_deltas_before_the_turn_finishes_and_can_resume(web, acme, agent, model):
+    model.add_rule(match=r"tell me", reply="one two three four five six", stream_chunk_delay=0.1)
+
+    turn_id = send(acme, "agent:ops:main", "tell me a story")["turn"]["id"]
+    events = stream_turn(web, acme, turn_id)
+
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "turn.queued"
+    assert kinds[-1] == "turn.finished"
+    assert events[-1]["data"]["status"] == "succeeded"
+    assert "turn.started" in kinds and "message.completed" in kinds
+    deltas = [e for e in events if e["event"] == "message.delta"]
+    assert len(deltas) >= 2
+    assert kinds.index("message.delta") < kinds.index("turn.finished")
+    assert "".join(d["data"]["text"] for d in deltas) == "one two three four five six"
+
+    # Resuming after the second event gives exactly the rest, no gap, no repeat.
+    resumed = stream_turn(web, acme, turn_id, last_event_id=events[1]["id"])
+    assert [e["id"] for e in resumed] == [e["id"] for e in events[2:]]
+
+
+def test_a_failed_turn_streams_turn_failed_with_its_code(web, acme, agent, model):
+    model.add_rule(match=r".*", status=401)
+
+    turn_id = send(acme, "agent:ops:main", "hello")["turn"]["id"]
+    events = stream_turn(web, acme, turn_id)
+
+    failed = [e for e in events if e["event"] == "turn.failed"]
+    assert failed and failed[0]["data"]["code"] == "provider_auth_failed"
+    assert events[-1]["event"] == "turn.finished"
+    assert events[-1]["data"]["status"] == "failed"
+
+
+def test_the_session_stream_carries_every_turn_of_the_session(web, acme, agent, model):
+    first = send(acme, "agent:ops:main", "one")["turn"]["id"]
+    second = send(acme, "agent:ops:main", "two")["turn"]["id"]
+    wait_for_turn(second)
+
+    url = f"{web}/api/v1/sessions/agent:ops:main/events"
+    seen = []
+    with httpx.stream("GET", url, headers=acme.headers, timeout=30) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                seen.append(json.loads(line[6:]))
+            if sum(1 for _ in filter(lambda d: "status" in d, seen)) == 2:
+                break
+    finished = [d["turn_id"] for d in seen if d.get("status") == "succeeded"]
+    assert finished == [first, second]
+
+
+def test_wait_answers_with_the_finished_turn_and_its_reply(web, acme, agent):
+    response = httpx.post(
+        f"{web}/api/v1/sessions/agent:ops:main/messages",
+        json={"content": "hi there", "wait": 20},
+        headers=acme.headers,
+        timeout=30,
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["turn"]["status"] == "succeeded"
+    assert body["turn"]["reply"] == "echo: hi there"
+
+
+def test_wait_gives_202_when_the_turn_is_slower_than_the_wait(web, acme, agent, model):
+    model.add_rule(match=r".*", latency=2)
+
+    response = httpx.post(
+        f"{web}/api/v1/sessions/agent:ops:main/messages",
+        json={"content": "hi", "wait": 0.3},
+        headers=acme.headers,
+        timeout=30,
+    )
+
+    assert response.status_code == 202
+    assert response.json()["turn"]["status"] in ("queued", "running")
+    wait_for_turn(response.json()["turn"]["id"])

@@ -1,0 +1,370 @@
+"""Provider adapters against the real fake model server over loopback (no database)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from agents.providers import PROVIDERS, get_provider
+from agents.providers.base import (
+    ChatMessage,
+    Provider,
+    ProviderError,
+    ProviderRequest,
+    RetryPolicy,
+    ToolCall,
+    ToolSpec,
+)
+from agents.providers.fake_server import FakeModelServer
+from agents.providers.http import parse_retry_after
+
+CALCULATOR = ToolSpec(
+    name="calculator",
+    description="Evaluate an arithmetic expression.",
+    parameters={"type": "object", "properties": {"expression": {"type": "string"}}},
+)
+
+
+@pytest.fixture
+def server():
+    with FakeModelServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def provider_for(kind: str, server: FakeModelServer, **kwargs) -> Provider:
+    url = server.url_openai if kind == "openai" else server.url_anthropic
+    return get_provider(kind, api_key="test-key", base_url=url, **kwargs)
+
+
+def ask(text: str, **kwargs) -> ProviderRequest:
+    messages = [ChatMessage(role="system", content="Be brief."), ChatMessage("user", text)]
+    return ProviderRequest(model="test-model", messages=messages, **kwargs)
+
+
+# -- answers ---------------------------------------------------------------------------
+
+
+def test_plain_answer_carries_content_usage_and_credentials(kind, server):
+    response = provider_for(kind, server).complete(ask("hello there", stream=False))
+
+    assert response.content == "echo: hello there"
+    assert response.tool_calls == []
+    assert response.finish_reason == "stop"
+    assert response.model == "test-model"
+    # The fake counts (9 + 11) // 4 + 1 input and 17 // 4 + 1 output tokens.
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (6, 5)
+    [record] = server.requests
+    assert record["messages"][0] == {"role": "system", "content": "Be brief."}
+    if kind == "openai":
+        assert record["path"] == "/v1/chat/completions"
+        assert record["headers"]["authorization"] == "Bearer test-key"
+    else:
+        assert record["path"] == "/v1/messages"
+        assert record["headers"]["x-api-key"] == "test-key"
+        assert record["headers"]["anthropic-version"] == "2023-06-01"
+        assert record["body"]["system"] == "Be brief."
+        assert record["body"]["max_tokens"] == 1024
+
+
+def test_streamed_deltas_arrive_in_order_and_join_to_the_content(kind, server):
+    server.add_rule(match="count", reply="one two three four")
+    deltas: list[str] = []
+
+    response = provider_for(kind, server).complete(ask("count to four"), on_delta=deltas.append)
+
+    assert deltas == ["one ", "two ", "three ", "four"]
+    assert "".join(deltas) == response.content == "one two three four"
+    assert response.usage.input_tokens == (9 + 13) // 4 + 1
+    assert response.usage.output_tokens == 18 // 4 + 1
+    assert server.requests[0]["body"]["stream"] is True
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
+def test_tool_call_round_trip_sends_a_well_formed_tool_result(kind, server, stream):
+    server.add_rule(
+        match=r"6\*7", tool_calls=[{"name": "calculator", "arguments": {"expression": "6*7"}}]
+    )
+    provider = provider_for(kind, server)
+    request = ask("what is 6*7?", tools=[CALCULATOR], stream=stream)
+
+    first = provider.complete(request)
+
+    [call] = first.tool_calls
+    assert call.name == "calculator"
+    assert json.loads(call.arguments) == {"expression": "6*7"}
+    assert first.finish_reason == "tool_calls"
+
+    request.messages += [
+        ChatMessage("assistant", tool_calls=[call]),
+        ChatMessage("tool", content="42", tool_call_id=call.id, name="calculator"),
+    ]
+    final = provider.complete(request)
+
+    assert final.content == "tool said: 42"
+    body = server.requests[1]["body"]
+    if kind == "openai":
+        assert body["tools"][0] == {
+            "type": "function",
+            "function": {
+                "name": "calculator",
+                "description": CALCULATOR.description,
+                "parameters": CALCULATOR.parameters,
+            },
+        }
+        assert body["messages"][-2]["tool_calls"] == [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": "calculator", "arguments": call.arguments},
+            }
+        ]
+        assert body["messages"][-1] == {"role": "tool", "tool_call_id": call.id, "content": "42"}
+    else:
+        assert body["tools"][0]["input_schema"] == CALCULATOR.parameters
+        assert body["messages"][-2] == {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": call.id,
+                    "name": "calculator",
+                    "input": {"expression": "6*7"},
+                }
+            ],
+        }
+        assert body["messages"][-1] == {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "42"}],
+        }
+
+
+def test_anthropic_merges_consecutive_tool_results_into_one_user_message(server):
+    calls = [ToolCall("toolu_1", "calculator", "{}"), ToolCall("toolu_2", "calculator", "{}")]
+    request = ask("two sums", stream=False)
+    request.messages += [
+        ChatMessage("assistant", content="Working on it.", tool_calls=calls),
+        ChatMessage("tool", content="1", tool_call_id="toolu_1"),
+        ChatMessage("tool", content="2", tool_call_id="toolu_2"),
+    ]
+
+    provider_for("anthropic", server).complete(request)
+
+    messages = server.requests[0]["body"]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert [b["tool_use_id"] for b in messages[-1]["content"]] == ["toolu_1", "toolu_2"]
+
+
+# -- failures --------------------------------------------------------------------------
+
+
+def test_rate_limit_waits_the_retry_after_then_succeeds(kind, server):
+    server.add_rule(status=429, headers={"Retry-After": "7"}, times=1)
+    sleeps: list[float] = []
+
+    response = provider_for(kind, server, sleep=sleeps.append).complete(ask("hi"))
+
+    assert response.attempts == 2
+    assert sleeps == [7.0]
+    assert response.content == "echo: hi"
+
+
+@pytest.mark.parametrize("status", [500, 503, 529])
+def test_server_error_storm_beyond_max_retries_is_provider_unavailable(kind, server, status):
+    server.add_rule(status=status)
+    sleeps: list[float] = []
+    provider = provider_for(kind, server, retry=RetryPolicy(max_retries=2), sleep=sleeps.append)
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi"))
+
+    assert failure.value.code == "provider_unavailable"
+    assert failure.value.status == status
+    assert server.call_count == 3
+    assert len(sleeps) == 2
+
+
+def test_auth_failure_is_not_retried(kind, server):
+    server.add_rule(status=401, reply="bad key")
+
+    with pytest.raises(ProviderError) as failure:
+        provider_for(kind, server, sleep=pytest.fail).complete(ask("hi"))
+
+    assert failure.value.code == "provider_auth_failed"
+    assert "bad key" in failure.value.message
+    assert server.call_count == 1
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
+def test_garbage_body_is_a_bad_response_and_not_retried(kind, server, stream):
+    server.add_rule(body="<html>502 from some proxy", headers={"Content-Type": "text/html"})
+
+    with pytest.raises(ProviderError) as failure:
+        provider_for(kind, server, sleep=pytest.fail).complete(ask("hi", stream=stream))
+
+    assert failure.value.code == "provider_bad_response"
+    assert server.call_count == 1
+
+
+def test_missing_fields_are_a_bad_response(kind, server):
+    server.add_rule(body='{"id": "x"}')
+
+    with pytest.raises(ProviderError) as failure:
+        provider_for(kind, server).complete(ask("hi", stream=False))
+
+    assert failure.value.code == "provider_bad_response"
+
+
+def test_read_timeout_is_a_retryable_provider_timeout(kind, server):
+    server.add_rule(latency=2.0)
+    provider = provider_for(kind, server, timeout=httpx.Timeout(0.2))
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete_once(ask("hi"))
+
+    assert failure.value.code == "provider_timeout"
+    assert failure.value.retryable
+
+
+def test_connection_refused_is_a_retryable_provider_unavailable(kind):
+    with FakeModelServer() as server:
+        provider = provider_for(kind, server)  # its URL points at a port that is now closed
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete_once(ask("hi"))
+
+    assert failure.value.code == "provider_unavailable"
+    assert failure.value.retryable
+
+
+def test_stream_cut_after_text_went_out_is_not_retried(kind, server):
+    if kind == "openai":
+        partial = 'data: {"choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n'
+    else:
+        partial = (
+            'event: content_block_start\ndata: {"type": "content_block_start", "index": 0,'
+            ' "content_block": {"type": "text", "text": ""}}\n\n'
+            'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0,'
+            ' "delta": {"type": "text_delta", "text": "Hel"}}\n\n'
+        )
+    server.add_rule(body=partial, headers={"Content-Type": "text/event-stream"})
+    deltas: list[str] = []
+
+    with pytest.raises(ProviderError) as failure:
+        provider_for(kind, server, sleep=pytest.fail).complete(ask("hi"), on_delta=deltas.append)
+
+    assert failure.value.code == "provider_unavailable"
+    assert not failure.value.retryable  # a retry would stream "Hel" to the caller twice
+    assert deltas == ["Hel"]
+    assert server.call_count == 1
+
+
+def test_an_exception_from_on_delta_propagates_unchanged(kind, server):
+    class Cancelled(KeyError):  # a KeyError must not be mistaken for a bad response
+        pass
+
+    def cancel(_: str) -> None:
+        raise Cancelled("turn cancelled")
+
+    with pytest.raises(Cancelled):
+        provider_for(kind, server).complete(ask("hi"), on_delta=cancel)
+
+
+def test_retry_after_accepts_seconds_milliseconds_and_http_dates():
+    in_ten_seconds = format_datetime(datetime.now(UTC) + timedelta(seconds=10), usegmt=True)
+
+    assert parse_retry_after(httpx.Headers({"Retry-After": "3"})) == 3.0
+    assert parse_retry_after(httpx.Headers({"retry-after-ms": "250"})) == 0.25
+    assert 8 < parse_retry_after(httpx.Headers({"Retry-After": in_ten_seconds})) <= 10
+    assert parse_retry_after(httpx.Headers({"Retry-After": "soon"})) is None
+    assert parse_retry_after(httpx.Headers()) is None
+
+
+# -- offline ---------------------------------------------------------------------------
+
+
+def test_offline_calls_the_calculator_then_answers_with_its_result():
+    provider = get_provider("offline")
+    request = ask("calculate (2+3)*4", tools=[CALCULATOR])
+
+    first = provider.complete(request)
+
+    [call] = first.tool_calls
+    assert (call.name, json.loads(call.arguments)) == ("calculator", {"expression": "(2+3)*4"})
+    request.messages += [
+        ChatMessage("assistant", tool_calls=[call]),
+        ChatMessage("tool", content="20", tool_call_id=call.id, name="calculator"),
+    ]
+    deltas: list[str] = []
+    final = provider.complete(request, on_delta=deltas.append)
+
+    assert final.content == "The result is 20."
+    assert "".join(deltas) == final.content
+    assert final.tool_calls == []
+
+
+def test_offline_echoes_a_plain_message_word_by_word():
+    deltas: list[str] = []
+
+    response = get_provider("offline").complete(ask("good morning"), on_delta=deltas.append)
+
+    assert response.content.startswith('You said: "good morning".')
+    assert "OPENAI_API_KEY" in response.content
+    assert len(deltas) > 3
+    assert "".join(deltas) == response.content
+    assert response.usage.input_tokens > 0
+    assert response.usage.output_tokens > 0
+
+
+def test_offline_uses_time_and_memory_tools_only_when_offered():
+    provider = get_provider("offline")
+    memory = ToolSpec("session_memory", "Remember things.", {"type": "object"})
+    clock = ToolSpec("current_time", "The time.", {"type": "object"})
+
+    [remember] = provider.complete(ask("Remember my name is Ada", tools=[memory])).tool_calls
+    [recall] = provider.complete(ask("What is my name?", tools=[memory])).tool_calls
+    [time_call] = provider.complete(ask("what time is it?", tools=[clock])).tool_calls
+    untooled = provider.complete(ask("what is 12*7"))
+
+    assert json.loads(remember.arguments) == {"action": "set", "key": "name", "value": "Ada"}
+    assert json.loads(recall.arguments) == {"action": "get", "key": "name"}
+    assert (time_call.name, time_call.arguments) == ("current_time", "{}")
+    assert untooled.tool_calls == []
+
+
+# -- registry and fake server ----------------------------------------------------------
+
+
+def test_registry_builds_providers_by_name_and_rejects_unknown_names():
+    assert set(PROVIDERS) >= {"openai", "anthropic", "offline"}
+    assert get_provider("anthropic", api_key="k").api_key == "k"
+    with pytest.raises(ValueError, match="unknown provider 'nope'"):
+        get_provider("nope")
+
+
+def test_fake_server_records_peak_concurrency_and_drops_used_up_rules(server):
+    server.add_rule(latency=0.3, reply="slow", times=4)
+    provider = provider_for("openai", server)
+    results: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(provider.complete(ask("x")).content))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5)
+
+    assert results == ["slow"] * 4
+    assert server.max_concurrent == 4
+    assert server.concurrent_by(lambda r: r["format"]) == {"openai": 4}
+    assert provider.complete(ask("after")).content == "echo: after"  # the rule is used up

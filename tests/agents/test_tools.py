@@ -1,0 +1,401 @@
+"""The tool registry and the built-in tools, called the way the turn loop calls them."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from agents.tools import registry
+from agents.tools.base import Tool, ToolContext
+
+
+class DictMemory:
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any | None:
+        return self.data.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def items(self) -> dict[str, Any]:
+        return dict(self.data)
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+@pytest.fixture
+def ctx() -> ToolContext:
+    return ToolContext(
+        tenant_id=1, agent_id=1, session_id=1, turn_id=1, step=0, memory=DictMemory()
+    )
+
+
+def call(name: str, args: dict | str, ctx: ToolContext, allowed: list[str] | None = None):
+    raw = args if isinstance(args, str) else json.dumps(args)
+    return registry.execute(name, raw, ctx, allowed=[name] if allowed is None else allowed)
+
+
+def calculate(expression: str, ctx: ToolContext):
+    return call("calculator", {"expression": expression}, ctx)
+
+
+# --- registry -----------------------------------------------------------------------------
+
+
+def test_built_in_tools_are_registered():
+    assert {"calculator", "current_time", "http_fetch", "session_memory"} <= set(registry.names())
+
+
+def test_specs_are_only_the_allowed_tools_in_name_order():
+    specs = registry.specs_for(["session_memory", "no_such_tool", "calculator"])
+
+    assert [spec.name for spec in specs] == ["calculator", "session_memory"]
+    assert specs[0].parameters["required"] == ["expression"]
+
+
+def test_unknown_tool_is_reported_as_unknown_tool(ctx):
+    result = call("no_such_tool", {}, ctx)
+
+    assert (result.ok, result.error_code) == (False, "unknown_tool")
+    assert result.content.startswith("error: unknown_tool:")
+
+
+def test_tool_missing_from_the_allow_list_is_reported_as_unknown_tool(ctx):
+    result = call("calculator", {"expression": "1+1"}, ctx, allowed=["current_time"])
+
+    assert result.error_code == "unknown_tool"
+
+
+def test_arguments_that_are_not_json_are_invalid_arguments(ctx):
+    result = call("calculator", "{'expression': 1+1", ctx)
+
+    assert result.error_code == "invalid_arguments"
+    assert "not valid JSON" in result.content
+
+
+def test_arguments_that_are_not_an_object_are_invalid_arguments(ctx):
+    assert call("calculator", "[1, 2]", ctx).error_code == "invalid_arguments"
+
+
+def test_schema_violation_names_the_problem(ctx):
+    missing = call("calculator", {}, ctx)
+    wrong_type = call("calculator", {"expression": 42}, ctx)
+
+    assert missing.content == "error: invalid_arguments: 'expression' is a required property"
+    assert wrong_type.error_code == "invalid_arguments"
+    assert "expression: 42 is not of type 'string'" in wrong_type.content
+
+
+class SlowTool(Tool):
+    name = "test_slow"
+    timeout = 0.2
+
+    def run(self, args: dict, ctx: ToolContext) -> str:
+        time.sleep(2)
+        return "too late"
+
+
+class CrashingTool(Tool):
+    name = "test_crashing"
+
+    def run(self, args: dict, ctx: ToolContext) -> None:
+        raise KeyError("boom")
+
+
+@pytest.fixture
+def test_tools() -> Iterator[None]:
+    registry.register(SlowTool())
+    registry.register(CrashingTool())
+    yield
+    registry.unregister(SlowTool.name)
+    registry.unregister(CrashingTool.name)
+
+
+def test_a_tool_past_its_timeout_is_abandoned_with_tool_timeout(ctx, test_tools):
+    started = time.monotonic()
+    result = call("test_slow", {}, ctx)
+
+    assert result.error_code == "tool_timeout"
+    assert time.monotonic() - started < 1.0
+    assert 150 <= result.duration_ms < 1000
+
+
+def test_a_tool_raising_an_unexpected_exception_is_tool_crashed(ctx, test_tools):
+    result = call("test_crashing", {}, ctx)
+
+    assert result.error_code == "tool_crashed"
+    assert result.content == "error: tool_crashed: KeyError: 'boom'"
+
+
+def test_registering_a_second_tool_with_the_same_name_is_refused():
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(registry.get("calculator"))
+
+
+# --- calculator ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "content"),
+    [
+        ("2 + 3 * 4", "14"),
+        ("(2 + 3) * sqrt(16)", "20"),
+        ("7 / 2", "3.5"),
+        ("7 // 2 + 7 % 2", "4"),
+        ("-2 ** 10", "-1024"),
+        ("round(pi, 2)", "3.14"),
+        ("max(1, floor(2.7), ceil(1.2)) + abs(-1)", "3"),
+        ("log(8, 2)", "3"),
+    ],
+)
+def test_calculator_evaluates_arithmetic(ctx, expression, content):
+    result = calculate(expression, ctx)
+
+    assert (result.ok, result.content) == (True, content)
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("__import__('os')", "unknown function '__import__'"),
+        ("(1).__class__", "Attribute is not allowed"),
+        ("x + 1", "unknown name 'x'"),
+        ("'a' * 3", "Constant is not allowed"),
+        ("[n for n in (1, 2)]", "ListComp is not allowed"),
+        ("1 / 0", "division by zero"),
+        ("5 % 0", "division by zero"),
+        ("9**9**9", "exponents larger than 1000"),
+        ("(10**1000)**1000", "too large"),
+        ("sqrt(-1)", "cannot compute"),
+        ("1 +", "not a valid arithmetic expression"),
+        ("1" + "+1" * 300, "longer than 500 characters"),
+    ],
+)
+def test_calculator_refuses_what_is_not_safe_arithmetic(ctx, expression, message):
+    started = time.monotonic()
+    result = calculate(expression, ctx)
+
+    assert result.error_code == "tool_error"
+    assert message in result.content
+    assert time.monotonic() - started < 0.5
+
+
+# --- current_time -------------------------------------------------------------------------
+
+
+def test_current_time_in_a_named_zone(ctx):
+    result = call("current_time", {"timezone": "Asia/Tokyo"}, ctx)
+
+    value = json.loads(result.content)
+    assert value["timezone"] == "Asia/Tokyo"
+    assert value["time"].endswith("+09:00")
+    assert value["weekday"] in calendar.day_name
+
+
+def test_current_time_defaults_to_utc(ctx):
+    assert json.loads(call("current_time", {}, ctx).content)["timezone"] == "UTC"
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "America", "../etc/passwd", "a" * 300])
+def test_current_time_with_an_unknown_zone_is_a_tool_error(ctx, zone):
+    result = call("current_time", {"timezone": zone}, ctx)
+
+    assert result.error_code == "tool_error"
+    assert "unknown timezone" in result.content
+
+
+# --- session_memory -----------------------------------------------------------------------
+
+
+def memory(ctx: ToolContext, **args: Any) -> Any:
+    result = call("session_memory", args, ctx)
+    assert result.ok, result.content
+    return json.loads(result.content)
+
+
+def test_session_memory_sets_gets_lists_and_deletes(ctx):
+    memory(ctx, action="set", key="city", value={"name": "Lyon"})
+    memory(ctx, action="set", key="nothing", value=None)
+
+    city = memory(ctx, action="get", key="city")
+    assert (city["value"], city["found"]) == ({"name": "Lyon"}, True)
+    assert memory(ctx, action="get", key="nothing")["found"] is True
+    assert memory(ctx, action="list") == {"keys": ["city", "nothing"]}
+    assert memory(ctx, action="delete", key="city") == {"key": "city", "deleted": True}
+    assert memory(ctx, action="get", key="city") == {"key": "city", "value": None, "found": False}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"action": "get"},
+        {"action": "set", "key": "", "value": 1},
+        {"action": "set", "key": "k" * 201, "value": 1},
+        {"action": "set", "key": "big", "value": "x" * 17_000},
+        {"action": "set", "key": "no value"},
+    ],
+)
+def test_session_memory_refuses_bad_keys_and_values(ctx, args):
+    result = call("session_memory", args, ctx)
+
+    assert result.error_code == "tool_error"
+    assert ctx.memory.items() == {}
+
+
+def test_session_memory_refuses_an_unknown_action(ctx):
+    assert call("session_memory", {"action": "drop"}, ctx).error_code == "invalid_arguments"
+
+
+# --- http_fetch ---------------------------------------------------------------------------
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path.startswith("/redirect"):
+            self.send_response(302)
+            self.send_header("Location", self.path.partition("?to=")[2])
+            self.end_headers()
+            return
+        bodies = {"/big": b"x" * 5000, "/host": self.headers["Host"].encode()}
+        body = bodies.get(self.path, b"hello from the test server")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server_port() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def fetch(ctx: ToolContext, url: str, **args: Any):
+    return call("http_fetch", {"url": url, **args}, ctx)
+
+
+def test_http_fetch_refuses_a_loopback_address_by_default(ctx, server_port):
+    result = fetch(ctx, f"http://127.0.0.1:{server_port}/")
+
+    assert result.error_code == "tool_error"
+    assert "127.0.0.1 is not a public address" in result.content
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://10.0.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://224.0.0.1/",
+        "http://0.0.0.0/",
+        "http://2130706433/",  # 127.0.0.1 as one number
+    ],
+)
+def test_http_fetch_refuses_non_public_addresses(ctx, url):
+    result = fetch(ctx, url)
+
+    assert result.error_code == "tool_error"
+    assert "not a public address" in result.content
+
+
+def test_http_fetch_refuses_other_schemes(ctx):
+    result = fetch(ctx, "file:///etc/passwd")
+
+    assert result.error_code == "tool_error"
+    assert "only http:// and https://" in result.content
+
+
+def test_http_fetch_reads_a_private_address_when_allowed(ctx, server_port, settings):
+    settings.TOOLS_HTTP_ALLOW_PRIVATE = True
+    result = fetch(ctx, f"http://127.0.0.1:{server_port}/")
+
+    assert result.ok, result.content
+    assert json.loads(result.content) == {
+        "url": f"http://127.0.0.1:{server_port}/",
+        "status": 200,
+        "content_type": "text/plain; charset=utf-8",
+        "body": "hello from the test server",
+        "truncated": False,
+    }
+
+
+def test_http_fetch_connects_to_the_checked_address_but_sends_the_host_name(
+    ctx, server_port, settings
+):
+    settings.TOOLS_HTTP_ALLOW_PRIVATE = True
+    result = fetch(ctx, f"http://localhost:{server_port}/host")
+
+    assert json.loads(result.content)["body"] == f"localhost:{server_port}"
+
+
+def test_http_fetch_cuts_the_body_at_the_size_limit(ctx, server_port, settings):
+    settings.TOOLS_HTTP_ALLOW_PRIVATE = True
+    settings.TOOLS_HTTP_MAX_BYTES = 1000
+
+    capped_by_settings = json.loads(fetch(ctx, f"http://127.0.0.1:{server_port}/big").content)
+    capped_by_call = json.loads(
+        fetch(ctx, f"http://127.0.0.1:{server_port}/big", max_bytes=10).content
+    )
+
+    assert (len(capped_by_settings["body"]), capped_by_settings["truncated"]) == (1000, True)
+    assert (capped_by_call["body"], capped_by_call["truncated"]) == ("x" * 10, True)
+
+
+def test_http_fetch_follows_redirects_between_allowed_hosts(ctx, server_port, settings):
+    settings.TOOLS_HTTP_ALLOWED_HOSTS = ["localhost"]
+    target = f"http://localhost:{server_port}/"
+    result = fetch(ctx, f"http://localhost:{server_port}/redirect?to={target}")
+
+    assert result.ok, result.content
+    assert json.loads(result.content)["url"] == target
+
+
+def test_http_fetch_refuses_a_redirect_from_an_allowed_host_to_a_private_address(
+    ctx, server_port, settings
+):
+    settings.TOOLS_HTTP_ALLOWED_HOSTS = ["localhost"]
+    target = f"http://127.0.0.1:{server_port}/"
+    result = fetch(ctx, f"http://localhost:{server_port}/redirect?to={target}")
+
+    assert result.error_code == "tool_error"
+    assert "127.0.0.1 is not a public address" in result.content
+
+
+def test_http_fetch_stops_after_five_redirects(ctx, server_port, settings):
+    settings.TOOLS_HTTP_ALLOWED_HOSTS = ["localhost"]
+    url = f"http://localhost:{server_port}/"
+    for _ in range(6):
+        url = f"http://localhost:{server_port}/redirect?to={url}"
+
+    result = fetch(ctx, url)
+
+    assert result.error_code == "tool_error"
+    assert "more than 5 redirects" in result.content
+
+
+def test_http_fetch_reports_a_refused_connection_as_a_tool_error(ctx, settings):
+    settings.TOOLS_HTTP_ALLOW_PRIVATE = True
+    result = fetch(ctx, "http://127.0.0.1:1/")
+
+    assert result.error_code == "tool_error"
+    assert "could not fetch" in result.content

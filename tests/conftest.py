@@ -1,0 +1,205 @@
+"""Shared fixtures: a private Redis database, real worker and web processes, API clients.
+
+Integration tests are `transaction=True` so the worker and web processes, which connect
+to the same test database, see what the test wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+import redis
+from django.conf import settings
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from beamclaw.celery import app as celery_app
+from tenants.services import create_tenant, issue_api_key
+
+from .support import Process, free_port, python, test_database_url, wait_until
+
+
+def _test_redis_url() -> str:
+    """TEST_REDIS_URL, else REDIS_URL's server with database 15: never a live install's data."""
+    if url := os.environ.get("TEST_REDIS_URL"):
+        return url
+    parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return urlunsplit(parts._replace(path="/15"))
+
+
+TEST_REDIS_URL = _test_redis_url()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_redis():
+    """Point the platform at the test Redis database and start it empty."""
+    override = override_settings(REDIS_URL=TEST_REDIS_URL)
+    override.enable()
+    celery_app.conf.broker_url = TEST_REDIS_URL
+    celery_app.conf.result_backend = TEST_REDIS_URL
+    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+    yield
+    override.disable()
+
+
+@pytest.fixture(autouse=True)
+def _fast_provider_retries(settings):
+    settings.PROVIDER_BACKOFF_BASE = 0.01
+
+
+@pytest.fixture(autouse=True)
+def _forget_platform_keys():
+    """Drop BeamClaw's own Redis keys after each test (ids repeat after a rollback).
+
+    Celery's keys stay: the session's worker relies on its queue bindings.
+    """
+    yield
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    keys = list(client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def log_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="beamclaw-test-logs-"))
+
+
+@pytest.fixture(scope="session")
+def platform_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    """Environment for child processes: the test database and the test Redis."""
+    with django_db_blocker.unblock():
+        database_url = test_database_url()
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=TEST_REDIS_URL,
+        CELERY_BROKER_URL=TEST_REDIS_URL,
+        CELERY_RESULT_BACKEND=TEST_REDIS_URL,
+        PROVIDER_BACKOFF_BASE="0.01",
+        CELERY_TASK_EVENTS="0",
+        SECRET_KEY=settings.SECRET_KEY,
+        DEBUG="1",
+        LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
+    worker = Process(
+        name,
+        python(
+            "-m",
+            "celery",
+            "-A",
+            "beamclaw",
+            "worker",
+            "-P",
+            "threads",
+            "-c",
+            "8",
+            "-Q",
+            "beamclaw",
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "warning",
+        ),
+        env,
+        log_dir,
+    )
+    hostname = f"{name}@{os.uname().nodename}"
+
+    def answers() -> bool:
+        assert worker.alive(), f"worker exited:\n{worker.log()[-3000:]}"
+        return bool(celery_app.control.ping(destination=[hostname], timeout=0.5))
+
+    wait_until(answers, timeout=60, message=f"{name} to answer ping")
+    return worker
+
+
+@pytest.fixture(scope="session")
+def worker(platform_env, log_dir):
+    """One real Celery worker process (threads pool) for the whole session."""
+    process = start_worker(platform_env, log_dir)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def web(platform_env, log_dir) -> str:
+    """A real uvicorn server running the project (for SSE and `wait`); yields its base URL."""
+    port = free_port()
+    process = Process(
+        "web",
+        python(
+            "-m",
+            "uvicorn",
+            "beamclaw.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ),
+        platform_env,
+        log_dir,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert process.alive(), f"web exited:\n{process.log()[-3000:]}"
+        try:
+            return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, timeout=30, message="web server")
+    yield base_url
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_model():
+    """The scripted model server (OpenAI and Anthropic wire formats) on loopback."""
+    from agents.providers.fake_server import FakeModelServer
+
+    server = FakeModelServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def model(fake_model):
+    fake_model.reset()
+    return fake_model
+
+
+class TenantFixture:
+    def __init__(self, slug: str):
+        self.tenant = create_tenant(slug=slug, name=slug.title())
+        self.key = issue_api_key(tenant=self.tenant, name="test").secret
+        self.client = APIClient()
+        self.client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.key}")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture
+def acme(db) -> TenantFixture:
+    return TenantFixture("acme")
+
+
+@pytest.fixture
+def globex(db) -> TenantFixture:
+    return TenantFixture("globex")
