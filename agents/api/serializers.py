@@ -1,4 +1,5 @@
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import Agent, Message, ProviderName, QueueMode, Session, Turn
@@ -115,7 +116,8 @@ class TurnSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
 
-    def get_error(self, turn: Turn) -> ErrorSerializer | None:
+    @extend_schema_field(ErrorSerializer(allow_null=True))
+    def get_error(self, turn: Turn) -> dict | None:
         if not turn.error_code:
             return None
         return {"code": turn.error_code, "message": turn.error_message}

@@ -1,0 +1,48 @@
+"""Whole turns on each provider: Anthropic's wire format, and the offline demo model."""
+
+import pytest
+from django.core.management import call_command
+
+from agents import services
+
+from .conftest import conversation, send, wait_for_turn
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
+
+
+def test_a_turn_on_the_anthropic_provider(acme, model):
+    services.set_provider_credential(
+        tenant=acme.tenant, provider="anthropic", api_key="k", base_url=model.url_anthropic
+    )
+    services.create_agent(tenant=acme.tenant, slug="claude", provider="anthropic", model="c-1")
+
+    turn = wait_for_turn(send(acme, "agent:claude:main", "bonjour")["turn"]["id"])
+
+    assert turn.status == "succeeded"
+    assert model.requests[0]["format"] == "anthropic"
+    assert model.requests[0]["headers"]["x-api-key"] == "k"
+    assert conversation("agent:claude:main")[-1][2] == "echo: bonjour"
+    assert turn.input_tokens > 0 and turn.output_tokens > 0
+
+
+def test_the_offline_model_uses_the_calculator_without_any_network(acme):
+    services.create_agent(tenant=acme.tenant, slug="demo", tools=["calculator"])
+
+    turn = wait_for_turn(send(acme, "agent:demo:main", "what is 12*7?")["turn"]["id"])
+
+    assert turn.status == "succeeded"
+    roles = [role for _, role, _ in conversation("agent:demo:main")]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+    assert "84" in conversation("agent:demo:main")[-1][2]
+
+
+def test_the_chat_command_prints_the_streamed_reply_and_the_tool_calls(acme, capsys):
+    services.create_agent(tenant=acme.tenant, slug="demo", tools=["calculator"])
+
+    call_command(
+        "chat", "agent:demo:cli", "calculate (2+3)*4", "--tenant", "acme", "--timeout", "30"
+    )
+
+    out, err = capsys.readouterr()
+    assert "20" in out
+    assert "calculator" in err
