@@ -145,6 +145,7 @@ def _interrupt(active: list[Turn], *, into: Turn) -> None:
                 error_message=f"Superseded by turn {into.pk}.",
                 finished_at=timezone.now(),
             )
+            transaction.on_commit(lambda turn=turn: _announce_cancelled(turn, "interrupted"))
         else:
             _request_cancel(turn, reason="interrupted")
 
@@ -153,18 +154,23 @@ def _announce(turn: Turn, tenant_slug: str) -> None:
     # Redis may be down: the turn row is what counts, the event is a courtesy.
     with contextlib.suppress(Exception):
         events.publish(
-            tenant_id=turn.tenant_id,
-            session_id=turn.session_id,
-            turn_id=turn.pk,
-            events=[("turn.queued", {"session_key": turn.session.key, "mode": turn.mode})],
+            turn, [("turn.queued", {"session_key": turn.session.key, "mode": turn.mode})]
         )
     dispatch_turn(turn, tenant_slug)
+
+
+def _announce_cancelled(turn: Turn, code: str) -> None:
+    """A turn cancelled before it started never runs: end its event stream here."""
+    with contextlib.suppress(Exception):
+        events.publish(
+            turn, [("turn.finished", {"status": TurnStatus.CANCELLED, "error_code": code})]
+        )
 
 
 def _request_cancel(turn: Turn, *, reason: str = "cancelled") -> None:
     """Ask the running turn to stop at its next step boundary (it reads the Redis flag)."""
     Turn.objects.filter(pk=turn.pk).update(cancel_requested=True)
-    get_redis().set(cancel_key(turn.pk), reason, ex=24 * 3600)
+    get_redis().set(cancel_key(turn), reason, ex=24 * 3600)
 
 
 def cancel_turn(*, turn: Turn) -> Turn:
@@ -184,12 +190,7 @@ def cancel_turn(*, turn: Turn) -> Turn:
         finished_at=now,
     )
     if cancelled_queued:
-        events.publish(
-            tenant_id=turn.tenant_id,
-            session_id=turn.session_id,
-            turn_id=turn.pk,
-            events=[("turn.finished", {"status": TurnStatus.CANCELLED, "error_code": "cancelled"})],
-        )
+        _announce_cancelled(turn, "cancelled")
     else:
         _request_cancel(turn)
     turn.refresh_from_db()

@@ -48,6 +48,15 @@ def get_async_redis() -> aioredis.Redis:
     return client
 
 
+def row_tag(row) -> str:
+    """`<id>-<created µs>`: names a database row in Redis keys.
+
+    Ids repeat when a database is recreated against the same Redis (a dev reset, a test
+    run); the creation time keeps a new row from reading an old row's events or flags.
+    """
+    return f"{row.pk}-{int(row.created_at.timestamp() * 1_000_000)}"
+
+
 def key(*parts: object) -> str:
     """`bc:part:part...` — every key starts with REDIS_KEY_PREFIX."""
     return ":".join([settings.REDIS_KEY_PREFIX, *(str(p) for p in parts)])

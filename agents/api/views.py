@@ -203,7 +203,7 @@ class SessionMessagesView(AsyncAPIView):
         )
         finished = False
         if data.get("wait"):
-            stream_key = events.turn_stream(tenant.pk, submission.turn.pk)
+            stream_key = events.turn_stream(submission.turn)
             finished = await sse.wait_for_finish(stream_key, data["wait"])
         body = await sync_to_async(self._submission_body)(submission, finished)
         return Response(body, status=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED)
@@ -290,7 +290,7 @@ class TurnEventsView(AsyncAPIView):
             }
 
         frames = sse.stream(
-            events.turn_stream(tenant.pk, turn.pk),
+            events.turn_stream(turn),
             _last_event_id(request),
             end_on_finish=True,
             finished_without_events=finished_summary,
@@ -308,7 +308,7 @@ class SessionEventsView(AsyncAPIView):
         tenant = request_tenant(request)
         session = await sync_to_async(selectors.get_session)(tenant, key)
         frames = sse.stream(
-            events.session_stream(tenant.pk, session.pk),
+            events.session_stream(session),
             _last_event_id(request),
             end_on_finish=False,
         )

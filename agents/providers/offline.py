@@ -107,23 +107,23 @@ def _answer_from_tool(result: ChatMessage, messages: list[ChatMessage]) -> str:
     name = result.name or (call.name if call else "tool")
     arguments = _json(call.arguments) if call else {}
     arguments = arguments if isinstance(arguments, dict) else {}
+    if result.content.startswith("error:"):  # the registry's way of reporting a failure
+        return f"The {name} tool failed ({result.content[len('error:') :].strip()})."
     value = _json(result.content)
-    if isinstance(value, dict) and "error" in value:
-        return f"The {name} tool failed: {value['error']}."
-    if isinstance(value, dict) and len(value) == 1:  # {"result": 42} -> 42
-        value = next(iter(value.values()))
+    if name == "current_time" and isinstance(value, dict) and "time" in value:
+        moment = str(value["time"])
+        zone, weekday = value.get("timezone", ""), value.get("weekday", "")
+        return f"It is {moment[11:16]} {zone} on {weekday}, {moment[:10]}."
+    if name == "session_memory" and isinstance(value, dict):
+        key = value.get("key") or arguments.get("key", "that")
+        if arguments.get("action") == "set":
+            return f"Got it, I'll remember that {key} is {arguments.get('value')}."
+        if not value.get("found"):
+            return f"I don't know {key} yet."
+        return f"{key.capitalize()} is {value.get('value')}."
     shown = value if isinstance(value, str) else json.dumps(value)
     if name == "calculator":
         return f"The result is {shown}."
-    if name == "current_time":
-        return f"It is {shown}."
-    if name == "session_memory":
-        key = arguments.get("key", "that")
-        if arguments.get("action") == "set":
-            return f"Got it, I'll remember that {key} is {arguments.get('value', shown)}."
-        if value in (None, ""):
-            return f"I don't know {key} yet."
-        return f"I remember that {key} is {shown}."
     return f"The {name} tool returned: {shown}."
 
 

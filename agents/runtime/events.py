@@ -13,31 +13,30 @@ from typing import Any
 
 from django.conf import settings
 
-from beamclaw.redis import get_redis, key
+from agents.models import Session, Turn
+from beamclaw.redis import get_redis, key, row_tag
 
 TERMINAL_EVENT = "turn.finished"
 STREAM_MAXLEN = 10_000
 
 
-def turn_stream(tenant_id: int, turn_id: int) -> str:
-    return key("t", tenant_id, "turn", turn_id, "events")
+def turn_stream(turn: Turn) -> str:
+    return key("t", turn.tenant_id, "turn", row_tag(turn), "events")
 
 
-def session_stream(tenant_id: int, session_id: int) -> str:
-    return key("t", tenant_id, "session", session_id, "events")
+def session_stream(session: Session) -> str:
+    return key("t", session.tenant_id, "session", row_tag(session), "events")
 
 
-def publish(
-    *, tenant_id: int, session_id: int, turn_id: int, events: list[tuple[str, dict]]
-) -> None:
-    """XADD each event to the turn's and the session's stream, in one round trip."""
+def publish(turn: Turn, events: list[tuple[str, dict]]) -> None:
+    """XADD each event to the turn's and its session's stream, in one round trip."""
     if not events:
         return
     ttl = settings.EVENT_STREAM_TTL_SECONDS
-    streams = (turn_stream(tenant_id, turn_id), session_stream(tenant_id, session_id))
+    streams = (turn_stream(turn), session_stream(turn.session))
     pipe = get_redis().pipeline(transaction=False)
     for event_type, data in events:
-        fields = {"type": event_type, "turn_id": turn_id, "data": json.dumps(data, default=str)}
+        fields = {"type": event_type, "turn_id": turn.pk, "data": json.dumps(data, default=str)}
         for stream in streams:
             pipe.xadd(stream, fields, maxlen=STREAM_MAXLEN, approximate=True)
     for stream in streams:

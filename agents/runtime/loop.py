@@ -49,12 +49,7 @@ class TurnRun:
 
     def emit(self, event_type: str, data: dict | None = None) -> None:
         try:
-            events.publish(
-                tenant_id=self.turn.tenant_id,
-                session_id=self.turn.session_id,
-                turn_id=self.turn.pk,
-                events=[(event_type, data or {})],
-            )
+            events.publish(self.turn, [(event_type, data or {})])
         except Exception:  # live events are best effort; the rows are the truth
             log.warning("could not publish %s for turn %s", event_type, self.turn.pk)
 
@@ -84,7 +79,7 @@ def next_turn(session_id: int) -> Turn | None:
         Turn.objects.filter(
             session_id=session_id, status__in=[TurnStatus.QUEUED, TurnStatus.RUNNING]
         )
-        .select_related("agent", "tenant")
+        .select_related("agent", "tenant", "session")
         .order_by("id")
         .first()
     )
@@ -149,7 +144,7 @@ def _summary(turn: Turn, status: str, code: str = "") -> dict:
 
 def _check_boundary(run: TurnRun) -> None:
     run.lease.check()
-    if reason := get_redis().get(cancel_key(run.turn.pk)):
+    if reason := get_redis().get(cancel_key(run.turn)):
         raise StopTurn(TurnStatus.CANCELLED, reason, f"The turn was {reason}.")
     if time.monotonic() > run.deadline:
         raise StopTurn(

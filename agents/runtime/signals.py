@@ -1,7 +1,8 @@
 """Flags a running turn looks at between steps (set from the API, read by the worker)."""
 
-from beamclaw.redis import key
+from agents.models import Turn
+from beamclaw.redis import key, row_tag
 
 
-def cancel_key(turn_id: int) -> str:
-    return key("turn", turn_id, "cancel")
+def cancel_key(turn: Turn) -> str:
+    return key("turn", row_tag(turn), "cancel")

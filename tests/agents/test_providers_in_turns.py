@@ -36,6 +36,16 @@ def test_the_offline_model_uses_the_calculator_without_any_network(acme):
     assert "84" in conversation("agent:demo:main")[-1][2]
 
 
+def test_the_offline_model_remembers_with_session_memory(acme):
+    services.create_agent(tenant=acme.tenant, slug="demo", tools=["session_memory"])
+
+    send(acme, "agent:demo:main", "Remember my name is Ada")
+    turn = wait_for_turn(send(acme, "agent:demo:main", "What is my name?")["turn"]["id"])
+
+    assert turn.status == "succeeded"
+    assert conversation("agent:demo:main")[-1][2] == "Name is Ada."
+
+
 def test_the_chat_command_prints_the_streamed_reply_and_the_tool_calls(acme, capsys):
     services.create_agent(tenant=acme.tenant, slug="demo", tools=["calculator"])
 

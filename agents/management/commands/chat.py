@@ -51,7 +51,7 @@ class Command(BaseCommand):
 
     def _follow(self, turn: Turn, timeout: float) -> bool:
         redis = get_redis()
-        stream, last_id = turn_stream(turn.tenant_id, turn.pk), "0-0"
+        stream, last_id = turn_stream(turn), "0-0"
         deadline = time.monotonic() + timeout
         streamed = False
         while time.monotonic() < deadline:
