@@ -13,6 +13,7 @@ from django.utils import timezone
 from beamclaw.api.errors import ApiError
 from beamclaw.crypto import encrypt
 from beamclaw.redis import get_redis
+from beamclaw.telemetry import emit
 from tenants.models import Tenant
 
 from .models import (
@@ -65,6 +66,24 @@ def _session_for_update(tenant: Tenant, agent: Agent, key: str) -> Session:
     session = Session.objects.select_for_update().filter(tenant=tenant, key=key).first()
     if session is not None:
         return session
+    # Lock the tenant row so concurrent first messages can't overshoot max_sessions.
+    limits = Tenant.objects.select_for_update().only("max_sessions").get(pk=tenant.pk)
+    if Session.objects.filter(tenant=tenant).count() >= limits.max_sessions:
+        emit(
+            "limit.rejected",
+            tenant_id=tenant.pk,
+            tenant=tenant.slug,
+            limit="sessions",
+            turn_id=None,
+            detail=f"{limits.max_sessions} sessions",
+        )
+        raise ApiError(
+            "session_limit_reached",
+            f"The tenant has reached its limit of {limits.max_sessions} sessions; "
+            "delete some or ask for a higher limit.",
+            status=403,
+            details={"max_sessions": limits.max_sessions},
+        )
     try:
         with transaction.atomic():
             return Session.objects.create(tenant=tenant, agent=agent, key=key)

@@ -7,12 +7,15 @@ tasks) goes to the default `beamclaw` queue.
 
 from __future__ import annotations
 
+import logging
 import os
 
-from celery import Celery, signals
+import click
+from celery import Celery, bootsteps, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beamclaw.settings")
 
+logger = logging.getLogger(__name__)
 app = Celery("beamclaw")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
@@ -57,13 +60,37 @@ app.conf.update(
 app.autodiscover_tasks()
 
 
+app.user_options["worker"].add(
+    click.Option(["--shard"], default=None, help="consume tenant shard k of N, e.g. 0/4")
+)
+app.user_options["worker"].add(
+    click.Option(["--tenants"], default=None, help="dedicated worker: these tenant slugs only")
+)
+
+
+class ShardOption(bootsteps.Step):
+    """Reads `--shard` / `--tenants` (or BEAMCLAW_WORKER_SHARD / _TENANTS) at worker start."""
+
+    def __init__(self, parent, shard: str | None = None, tenants: str | None = None, **options):
+        from tenants import queues
+
+        if shard or tenants:
+            queues.set_current_shard(queues.Shard.from_options(shard, tenants))
+        super().__init__(parent, **options)
+
+
+app.steps["worker"].add(ShardOption)
+
+
 @signals.celeryd_after_setup.connect
 def consume_tenant_queues(sender, instance, conf, **kwargs):
-    """A starting worker subscribes to the queue of every active tenant."""
-    from tenants.queues import active_tenant_queues
+    """A starting worker subscribes to the queues of the tenants its shard owns."""
+    from tenants.queues import current_shard, tenant_queues_for
 
-    for queue in active_tenant_queues():
+    queues = tenant_queues_for(current_shard)
+    for queue in queues:
         instance.app.amqp.queues.select_add(queue)
+    logger.info("%s: consuming %d tenant queue(s)", current_shard, len(queues))
 
 
 @app.task(name="beamclaw.ping", ignore_result=False)

@@ -218,6 +218,9 @@ TURN_LEASE_RENEW_SECONDS = env_float("TURN_LEASE_RENEW_SECONDS", 10.0)
 # workers (or they kept dying under it): it fails with `worker_lost`.
 TURN_MAX_ATTEMPTS = env_int("TURN_MAX_ATTEMPTS", 3)
 WAIT_MAX_SECONDS = 60
+# Over the requests-per-minute limit, a turn sleeps in place for a wait up to this long;
+# a longer one parks the turn (checkpointed, back in the queue) until it may go on.
+RATE_LIMIT_INLINE_WAIT_SECONDS = env_float("RATE_LIMIT_INLINE_WAIT_SECONDS", 2.0)
 EVENT_STREAM_TTL_SECONDS = env_int("EVENT_STREAM_TTL_SECONDS", 24 * 3600)
 SSE_HEARTBEAT_SECONDS = env_float("SSE_HEARTBEAT_SECONDS", 15.0)
 

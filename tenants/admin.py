@@ -48,7 +48,7 @@ class TenantAdmin(admin.ModelAdmin):
         if not change:
             from .queues import announce_tenant_queue
 
-            announce_tenant_queue(obj.slug)
+            announce_tenant_queue(obj.slug, dedicated=obj.dedicated_workers)
 
 
 @admin.register(ApiKey)

@@ -32,6 +32,9 @@ class Tenant(models.Model):
         default=20, validators=[MinValueValidator(1)]
     )
     max_sessions = models.PositiveIntegerField(default=10_000, validators=[MinValueValidator(1)])
+    # Dedicated tenants are consumed only by workers started with `--tenants <slug>`,
+    # never by the hash shards (large tenants get their own capacity).
+    dedicated_workers = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -68,3 +71,31 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class UsageRecord(models.Model):
+    """One model call's tokens and cost; written from telemetry, summed for budgets and bills."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_records")
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    turn = models.ForeignKey(
+        "agents.Turn", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=200)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at"], name="usage_tenant_time")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.model} {self.input_tokens}+{self.output_tokens}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens

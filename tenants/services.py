@@ -19,6 +19,15 @@ KEY_PREFIX = "bc"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+LIMIT_FIELDS = (
+    "requests_per_minute",
+    "tokens_per_day",
+    "tokens_per_month",
+    "max_concurrent_turns",
+    "max_sessions",
+)
+
+
 @dataclass(frozen=True)
 class IssuedKey:
     api_key: ApiKey
@@ -31,7 +40,18 @@ def create_tenant(*, slug: str, name: str = "", **limits: int) -> Tenant:
     tenant.full_clean()
     with transaction.atomic():
         tenant.save()
-        transaction.on_commit(lambda: announce_tenant_queue(tenant.slug))
+        transaction.on_commit(
+            lambda: announce_tenant_queue(tenant.slug, dedicated=tenant.dedicated_workers)
+        )
+    return tenant
+
+
+def set_limits(*, tenant: Tenant, **changes: int | bool) -> Tenant:
+    """Change limits (or `is_active`); the limiter reads them on every call, no restart."""
+    for field, value in changes.items():
+        setattr(tenant, field, value)
+    tenant.full_clean()
+    tenant.save(update_fields=[*changes, "updated_at"])
     return tenant
 
 

@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 from beamclaw.celery import app as celery_app
 from tenants.services import create_tenant, issue_api_key
 
-from .support import Process, free_port, python, test_database_url, wait_until
+from .support import Process, free_port, make_agent, python, test_database_url, wait_until
 
 
 def _test_redis_url() -> str:
@@ -90,28 +90,32 @@ def platform_env(django_db_setup, django_db_blocker) -> dict[str, str]:
     return env
 
 
-def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
+WORKER_ARGS = [
+    "-m",
+    "celery",
+    "-A",
+    "beamclaw",
+    "worker",
+    "-P",
+    "threads",
+    "-c",
+    "8",
+    "-Q",
+    "beamclaw",
+    "--without-gossip",
+    "--without-mingle",
+    "-l",
+    "warning",
+]
+
+
+def start_worker(
+    env: dict[str, str], log_dir: Path, name: str = "worker", extra: list[str] | None = None
+) -> Process:
+    """A real worker process; returns once it answers a ping."""
     worker = Process(
         name,
-        python(
-            "-m",
-            "celery",
-            "-A",
-            "beamclaw",
-            "worker",
-            "-P",
-            "threads",
-            "-c",
-            "8",
-            "-Q",
-            "beamclaw",
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "warning",
-        ),
+        python(*WORKER_ARGS, "-n", f"{name}@%h", *(extra or [])),
         env,
         log_dir,
     )
@@ -203,3 +207,9 @@ def acme(db) -> TenantFixture:
 @pytest.fixture
 def globex(db) -> TenantFixture:
     return TenantFixture("globex")
+
+
+@pytest.fixture
+def agent(acme, model):
+    """Agent `ops` of tenant acme, on the fake model server's OpenAI endpoint."""
+    return make_agent(acme.tenant, model)

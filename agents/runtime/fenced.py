@@ -81,6 +81,12 @@ def append(turn: Turn, fence: int, messages: list[Message], **turn_fields: objec
     return messages
 
 
+def requeue(turn: Turn, fence: int, **turn_fields: object) -> None:
+    """Put a running turn back in the queue (its saved steps stay): it waits for a limit."""
+    append(turn, fence, [], status=TurnStatus.QUEUED, **turn_fields)
+    turn.status = TurnStatus.QUEUED
+
+
 def finish(
     turn: Turn,
     fence: int,

@@ -21,11 +21,19 @@ from beamclaw.redis import get_redis, key
 
 log = logging.getLogger(__name__)
 
+# Renews the lease and, when the session holds a tenant concurrency slot (KEYS[2]),
+# that slot's expiry too: both die with the worker, both live while it runs.
 _RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
+if redis.call('get', KEYS[1]) ~= ARGV[1] then
+  return 0
 end
-return 0
+redis.call('pexpire', KEYS[1], ARGV[2])
+if KEYS[2] then
+  local t = redis.call('time')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('zadd', KEYS[2], 'XX', now + tonumber(ARGV[2]), ARGV[3])
+end
+return 1
 """
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -41,17 +49,19 @@ class LeaseLost(Exception):
     """Another worker owns the session now; this one must stop without writing."""
 
 
-def lease_key(session_id: int) -> str:
-    return key("lease", "session", session_id)
+def lease_key(tenant_id: int, session_id: int) -> str:
+    return key("t", tenant_id, "lease", session_id)
 
 
 class Lease:
-    def __init__(self, session_id: int):
+    def __init__(self, tenant_id: int, session_id: int):
         self.session_id = session_id
-        self.key = lease_key(session_id)
+        self.key = lease_key(tenant_id, session_id)
         self.owner = f"{WORKER_ID}:{uuid.uuid4().hex[:12]}"
         self.fence = 0
         self.lost = threading.Event()
+        # The tenant's slot set while this session holds a concurrency slot.
+        self.slot_key: str | None = None
 
     def acquire(self) -> bool:
         ttl_ms = int(settings.TURN_LEASE_SECONDS * 1000)
@@ -63,7 +73,8 @@ class Lease:
 
     def renew(self) -> bool:
         ttl_ms = int(settings.TURN_LEASE_SECONDS * 1000)
-        return bool(get_redis().eval(_RENEW, 1, self.key, self.owner, ttl_ms))
+        keys = [self.key, self.slot_key] if self.slot_key else [self.key]
+        return bool(get_redis().eval(_RENEW, len(keys), *keys, self.owner, ttl_ms, self.session_id))
 
     def release(self) -> None:
         keeper.forget(self)

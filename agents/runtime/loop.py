@@ -1,9 +1,10 @@
 """Running a session's turns: take the lease, run queued turns in order, let go, re-check.
 
-A turn is a loop of steps: build context → call the model → persist the answer → run the
-tools it asked for → persist each result → repeat. Every write is fenced; every step
-boundary checks for cancellation, the turn's deadline and a lost lease. Because steps are
-persisted as they happen, a turn re-run after a crash resumes after its last saved step.
+A turn is a loop of steps: build context → limiter → call the model → persist the answer
+→ run the tools it asked for → persist each result → repeat. Every write is fenced; every
+step boundary checks for cancellation, the turn's deadline and a lost lease. Because
+steps are persisted as they happen, a turn re-run after a crash resumes after its last
+saved step.
 """
 
 from __future__ import annotations
@@ -11,25 +12,33 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
 
 from agents.models import Message, MessageRole, Turn, TurnStatus
-from agents.providers.base import ProviderError, ProviderRequest
+from agents.providers.base import ProviderError, ProviderRequest, ProviderResponse
 from agents.tools import registry
 from agents.tools.base import ToolContext
 from beamclaw.redis import get_redis
+from beamclaw.telemetry import emit
+from tenants import limits
+from tenants.models import Tenant
 
 from . import events, fenced
-from .context import build_context, load_history
+from .context import build_context, estimate_tokens, load_history
+from .dispatch import dispatch_session
 from .lease import Lease, LeaseLost
 from .memory import SessionMemory
 from .provider import provider_for
 from .signals import cancel_key
 
 log = logging.getLogger(__name__)
+
+# Assumed output size of a model call when the agent sets no max_output_tokens; it is
+# reserved against the token budget before the call and settled after.
+DEFAULT_OUTPUT_ESTIMATE = 1024
 
 
 class StopTurn(Exception):
@@ -40,38 +49,90 @@ class StopTurn(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+class ParkTurn(Exception):
+    """The turn waits (checkpointed, back to queued) and resumes after `delay` seconds."""
+
+    def __init__(self, delay: float):
+        super().__init__(f"parked for {delay:.1f}s")
+        self.delay = delay
+
+
 @dataclass
 class TurnRun:
     turn: Turn
     lease: Lease
     deadline: float
-    pending_events: list[tuple[str, dict]] = field(default_factory=list)
+    started: float
 
-    def emit(self, event_type: str, data: dict | None = None) -> None:
+    @property
+    def labels(self) -> dict:
+        turn = self.turn
+        return {
+            "tenant_id": turn.tenant_id,
+            "tenant": turn.tenant.slug,
+            "agent_id": turn.agent_id,
+            "agent": turn.agent.slug,
+            "turn_id": turn.pk,
+        }
+
+    def emit_event(self, event_type: str, data: dict | None = None) -> None:
         try:
             events.publish(self.turn, [(event_type, data or {})])
         except Exception:  # live events are best effort; the rows are the truth
             log.warning("could not publish %s for turn %s", event_type, self.turn.pk)
 
 
-def run_session(session_id: int) -> None:
+def run_session(tenant_id: int, session_id: int) -> None:
     """Run the session's runnable turns in order while holding its lease."""
     while True:
-        lease = Lease(session_id)
+        lease = Lease(tenant_id, session_id)
         if not lease.acquire():
             return  # the holder runs our turn before it lets go
+        parked_tenant: Tenant | None = None
         try:
             while (turn := next_turn(session_id)) is not None:
-                run_turn(turn, lease)
+                if not limits.acquire_slot(turn.tenant, session_id, order=turn.pk):
+                    emit(
+                        "limit.rejected",
+                        tenant_id=tenant_id,
+                        tenant=turn.tenant.slug,
+                        limit="concurrency",
+                        turn_id=turn.pk,
+                        detail=f"{turn.tenant.max_concurrent_turns} turns already running",
+                    )
+                    parked_tenant = turn.tenant
+                    break
+                try:
+                    _run_with_slot(turn, lease)
+                except ParkTurn:
+                    return
         except LeaseLost:
             log.warning("lost the lease on session %s; stopping", session_id)
             return
         finally:
             lease.release()
+        if parked_tenant is not None:
+            # Parked: the turn that frees a slot hands it to us and dispatches us. If
+            # that happened while we still held the lease, its dispatch found the lease
+            # taken and ended, so carry on ourselves.
+            if limits.holds_slot(tenant_id, session_id):
+                continue
+            return
         # A turn submitted after our last look but before the release found the lease
         # taken and ended; look once more so it is not stranded.
         if next_turn(session_id) is None:
             return
+
+
+def _run_with_slot(turn: Turn, lease: Lease) -> None:
+    lease.slot_key = limits.slots_key(turn.tenant_id)
+    try:
+        run_turn(turn, lease)
+    finally:
+        lease.slot_key = None
+        handed_to = limits.release_slot(turn.tenant, turn.session_id)
+        if handed_to is not None:
+            dispatch_session(turn.tenant.slug, handed_to)
 
 
 def next_turn(session_id: int) -> Turn | None:
@@ -88,9 +149,9 @@ def next_turn(session_id: int) -> Turn | None:
 def run_turn(turn: Turn, lease: Lease) -> None:
     if turn.status == TurnStatus.RUNNING and turn.attempts >= settings.TURN_MAX_ATTEMPTS:
         # It was running when its worker died, again and again: a poison turn.
+        run = TurnRun(turn, lease, deadline=0, started=time.monotonic())
         _finish(
-            turn,
-            lease,
+            run,
             TurnStatus.FAILED,
             "worker_lost",
             f"The turn was interrupted {turn.attempts} times; giving up.",
@@ -98,48 +159,57 @@ def run_turn(turn: Turn, lease: Lease) -> None:
         return
     if not fenced.start_turn(turn, lease.fence):
         return  # cancelled while it waited
-    run = TurnRun(turn, lease, deadline=time.monotonic() + turn.agent.turn_timeout_seconds)
-    run.emit("turn.started", {"attempt": turn.attempts})
+    now = time.monotonic()
+    run = TurnRun(turn, lease, deadline=now + turn.agent.turn_timeout_seconds, started=now)
+    run.emit_event("turn.started", {"attempt": turn.attempts})
+    emit("turn.started", **run.labels, session_id=turn.session_id, attempt=turn.attempts)
     try:
         if not turn.tenant.is_active:
             raise StopTurn(TurnStatus.FAILED, "tenant_suspended", "The tenant is suspended.")
         _loop(run)
     except StopTurn as stop:
-        _finish(turn, lease, stop.status, stop.code, stop.message, run=run)
+        _finish(run, stop.status, stop.code, stop.message)
     except ProviderError as exc:
-        _finish(turn, lease, TurnStatus.FAILED, exc.code, exc.message, run=run)
+        _finish(run, TurnStatus.FAILED, exc.code, exc.message)
+    except ParkTurn as park:
+        fenced.requeue(turn, lease.fence, **_usage(turn))
+        dispatch_session(turn.tenant.slug, turn.session_id, countdown=park.delay)
+        raise
     except LeaseLost:
         raise
     except Exception as exc:
         log.exception("turn %s crashed", turn.pk)
-        _finish(
-            turn,
-            lease,
-            TurnStatus.FAILED,
-            "internal_error",
-            f"{exc.__class__.__name__}: {exc}",
-            run=run,
-        )
+        _finish(run, TurnStatus.FAILED, "internal_error", f"{exc.__class__.__name__}: {exc}")
 
 
-def _finish(turn, lease, status, code, message, *, run: TurnRun | None = None) -> None:
-    fenced.finish(
-        turn, lease.fence, status=status, error_code=code, error_message=message, **_usage(turn)
-    )
-    run = run or TurnRun(turn, lease, deadline=0)
-    if status == TurnStatus.FAILED:
-        run.emit("turn.failed", {"code": code, "message": message})
-    run.emit("turn.finished", _summary(turn, status, code))
-
-
-def _summary(turn: Turn, status: str, code: str = "") -> dict:
+def _usage(turn: Turn) -> dict:
     return {
-        "status": status,
-        "error_code": code,
         "input_tokens": turn.input_tokens,
         "output_tokens": turn.output_tokens,
         "iterations": turn.iterations,
     }
+
+
+def _finish(
+    run: TurnRun, status: str, code: str = "", message: str = "", final: Message | None = None
+) -> None:
+    turn = run.turn
+    fenced.finish(
+        turn,
+        run.lease.fence,
+        status=status,
+        error_code=code,
+        error_message=message,
+        messages=[final] if final else [],
+        **_usage(turn),
+    )
+    if final is not None:
+        run.emit_event("message.completed", {"seq": final.seq, "content": final.content})
+    if status == TurnStatus.FAILED:
+        run.emit_event("turn.failed", {"code": code, "message": message})
+    summary = {"status": status, "error_code": code, **_usage(turn)}
+    run.emit_event("turn.finished", summary)
+    emit("turn.finished", **run.labels, **summary, duration_s=time.monotonic() - run.started)
 
 
 def _check_boundary(run: TurnRun) -> None:
@@ -179,7 +249,7 @@ def _loop(run: TurnRun) -> None:
                 _run_tools(run, pending, step=turn.iterations)
                 continue
         elif last is not None and last.role == MessageRole.ASSISTANT:
-            _succeed(run, None)
+            _finish(run, TurnStatus.SUCCEEDED)  # answered before a crash; just close it
             return
 
         if turn.iterations >= agent.max_iterations:
@@ -195,13 +265,7 @@ def _loop(run: TurnRun) -> None:
             max_tokens=agent.max_output_tokens,
             temperature=agent.temperature,
         )
-        deltas = events.DeltaBuffer(run.emit)
-        _release_db_connection()
-        response = provider.complete(request, on_delta=deltas)
-        deltas.flush()
-        turn.input_tokens += response.usage.input_tokens
-        turn.output_tokens += response.usage.output_tokens
-        turn.iterations += 1
+        response = _call_model(run, provider, request)
         _check_boundary(run)  # an interrupt during the call drops its answer (usage kept)
         message = Message(
             role=MessageRole.ASSISTANT,
@@ -210,33 +274,80 @@ def _loop(run: TurnRun) -> None:
                 {"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls
             ],
         )
-        if response.tool_calls:
-            fenced.append(turn, run.lease.fence, [message], **_usage(turn))
-            continue
-        _succeed(run, message)
-        return
+        if not response.tool_calls:
+            _finish(run, TurnStatus.SUCCEEDED, final=message)
+            return
+        fenced.append(turn, run.lease.fence, [message], **_usage(turn))
 
 
-def _usage(turn: Turn) -> dict:
-    return {
-        "input_tokens": turn.input_tokens,
-        "output_tokens": turn.output_tokens,
-        "iterations": turn.iterations,
-    }
-
-
-def _succeed(run: TurnRun, final: Message | None) -> None:
+def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderResponse:
+    """One model call behind the limiter: every attempt (retries too) is admitted first."""
     turn = run.turn
-    fenced.finish(
-        turn,
-        run.lease.fence,
-        status=TurnStatus.SUCCEEDED,
-        messages=[final] if final else [],
-        **_usage(turn),
+    estimate = sum(estimate_tokens(m.content) for m in request.messages) + (
+        request.max_tokens or DEFAULT_OUTPUT_ESTIMATE
     )
-    if final is not None:
-        run.emit("message.completed", {"seq": final.seq, "content": final.content})
-    run.emit("turn.finished", _summary(turn, TurnStatus.SUCCEEDED))
+    reservations: list[limits.Reservation] = []
+
+    def admit(attempt: int) -> None:
+        while True:
+            try:
+                reservations.append(limits.admit_call(turn.tenant, estimate))
+                return
+            except limits.BudgetExceeded as exc:
+                emit("limit.rejected", **run.labels, limit="budget", detail=exc.message)
+                raise StopTurn(TurnStatus.FAILED, exc.code, exc.message)
+            except limits.RateLimited as exc:
+                emit("limit.rejected", **run.labels, limit="rate", detail=exc.message)
+                if exc.retry_after > settings.RATE_LIMIT_INLINE_WAIT_SECONDS:
+                    raise ParkTurn(exc.retry_after)
+                time.sleep(exc.retry_after)  # short: cheaper than a round trip via the queue
+                _check_boundary(run)
+
+    deltas = events.DeltaBuffer(run.emit_event)
+    _release_db_connection()
+    started = time.monotonic()
+    call = {"provider": provider.name, "model": request.model}
+    try:
+        response = provider.complete(request, on_delta=deltas, before_attempt=admit)
+    except ProviderError as exc:
+        for reservation in reservations:
+            limits.settle(reservation, 0)
+        emit(
+            "provider.call",
+            **run.labels,
+            **call,
+            input_tokens=0,
+            output_tokens=0,
+            latency_s=time.monotonic() - started,
+            attempts=len(reservations),
+            ok=False,
+            error_code=exc.code,
+        )
+        raise
+    except BaseException:
+        for reservation in reservations:
+            limits.settle(reservation, 0)
+        raise
+    deltas.flush()
+    used = response.usage.input_tokens + response.usage.output_tokens
+    for reservation in reservations[:-1]:
+        limits.settle(reservation, 0)  # failed attempts used nothing we are billed for
+    limits.settle(reservations[-1], used)
+    turn.input_tokens += response.usage.input_tokens
+    turn.output_tokens += response.usage.output_tokens
+    turn.iterations += 1
+    emit(
+        "provider.call",
+        **run.labels,
+        **call,
+        input_tokens=response.usage.input_tokens,
+        output_tokens=response.usage.output_tokens,
+        latency_s=time.monotonic() - started,
+        attempts=response.attempts,
+        ok=True,
+        error_code="",
+    )
+    return response
 
 
 def _run_tools(run: TurnRun, calls: list[dict], *, step: int) -> None:
@@ -251,7 +362,7 @@ def _run_tools(run: TurnRun, calls: list[dict], *, step: int) -> None:
     )
     for call in calls:
         _check_boundary(run)
-        run.emit(
+        run.emit_event(
             "tool.started",
             {"id": call["id"], "name": call["name"], "arguments": _jsonish(call["arguments"])},
         )
@@ -265,7 +376,7 @@ def _run_tools(run: TurnRun, calls: list[dict], *, step: int) -> None:
             name=call["name"],
         )
         fenced.append(turn, run.lease.fence, [message])
-        run.emit(
+        run.emit_event(
             "tool.finished",
             {
                 "id": call["id"],
@@ -275,6 +386,14 @@ def _run_tools(run: TurnRun, calls: list[dict], *, step: int) -> None:
                 "content": result.content[:2000],
                 "duration_ms": result.duration_ms,
             },
+        )
+        emit(
+            "tool.call",
+            **run.labels,
+            tool=call["name"],
+            ok=result.ok,
+            error_code=result.error_code or "",
+            duration_ms=result.duration_ms,
         )
 
 

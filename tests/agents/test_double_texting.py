@@ -3,8 +3,7 @@
 import pytest
 
 from agents.models import Message, Turn
-
-from .conftest import conversation, send, wait_for_status, wait_for_turn
+from tests.support import conversation, send, wait_for_status, wait_for_turn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 

@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from .conftest import send, wait_for_turn
+from tests.support import send, wait_for_turn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 

@@ -4,8 +4,7 @@ import pytest
 from django.core.management import call_command
 
 from agents import services
-
-from .conftest import conversation, send, wait_for_turn
+from tests.support import conversation, send, wait_for_turn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 

@@ -3,8 +3,7 @@
 import pytest
 
 from agents.models import Message
-
-from .conftest import conversation, make_agent, send, wait_for_turn
+from tests.support import conversation, make_agent, send, wait_for_turn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 

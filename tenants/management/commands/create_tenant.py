@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from tenants.services import create_tenant, issue_api_key
+from tenants.services import LIMIT_FIELDS, create_tenant, issue_api_key
 
 
 class Command(BaseCommand):
@@ -11,27 +11,11 @@ class Command(BaseCommand):
         parser.add_argument("slug", help="DNS label, e.g. 'acme'")
         parser.add_argument("--name", default="")
         parser.add_argument("--with-key", action="store_true", help="also issue an API key")
-        for limit in (
-            "requests_per_minute",
-            "tokens_per_day",
-            "tokens_per_month",
-            "max_concurrent_turns",
-            "max_sessions",
-        ):
+        for limit in LIMIT_FIELDS:
             parser.add_argument(f"--{limit.replace('_', '-')}", type=int, dest=limit)
 
     def handle(self, *args, slug, name, with_key, **options):
-        limits = {
-            k: options[k]
-            for k in (
-                "requests_per_minute",
-                "tokens_per_day",
-                "tokens_per_month",
-                "max_concurrent_turns",
-                "max_sessions",
-            )
-            if options.get(k) is not None
-        }
+        limits = {k: options[k] for k in LIMIT_FIELDS if options.get(k) is not None}
         try:
             tenant = create_tenant(slug=slug, name=name, **limits)
         except ValidationError as exc:

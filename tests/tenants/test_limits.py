@@ -1,0 +1,139 @@
+"""Tenant limits, enforced before every model call by the Redis limiter, with real workers."""
+
+import time
+
+import pytest
+from django.core.management import call_command
+
+from agents import services
+from agents.models import Turn
+from tenants.models import UsageRecord
+from tenants.services import set_limits
+from tests.conftest import TenantFixture
+from tests.support import make_agent, send, wait_for_turn
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
+
+
+def test_an_exhausted_budget_fails_the_turn_before_any_model_call(acme, agent, model):
+    set_limits(tenant=acme.tenant, tokens_per_day=10_000)
+    # 9,900 tokens already used today: 100 left, and any call is estimated over that.
+    UsageRecord.objects.create(
+        tenant=acme.tenant,
+        provider="openai",
+        model="fake-1",
+        input_tokens=9_000,
+        output_tokens=900,
+    )
+
+    turn = wait_for_turn(send(acme, "agent:ops:main", "hello")["turn"]["id"])
+
+    assert (turn.status, turn.error_code) == ("failed", "budget_exceeded")
+    assert model.call_count == 0
+    # Raising the budget lets the next turn through, without a restart.
+    set_limits(tenant=acme.tenant, tokens_per_day=1_000_000)
+    assert wait_for_turn(send(acme, "agent:ops:main", "again")["turn"]["id"]).status == (
+        "succeeded"
+    )
+
+
+def test_the_monthly_budget_is_enforced_too(acme, agent, model):
+    set_limits(tenant=acme.tenant, tokens_per_month=50)
+
+    turn = wait_for_turn(send(acme, "agent:ops:main", "hello")["turn"]["id"])
+
+    assert turn.error_code == "budget_exceeded"
+    assert "monthly" in turn.error_message
+    assert model.call_count == 0
+
+
+def test_at_most_max_concurrent_turns_run_at_once_and_all_finish(acme, agent, model):
+    set_limits(tenant=acme.tenant, max_concurrent_turns=2)
+    model.add_rule(match=r".*", latency=0.4)
+
+    turn_ids = [send(acme, f"agent:ops:s{i}", f"hi {i}")["turn"]["id"] for i in range(10)]
+
+    for turn_id in turn_ids:
+        assert wait_for_turn(turn_id).status == "succeeded"
+    assert model.call_count == 10
+    assert model.max_concurrent == 2
+
+
+def test_a_quiet_tenant_is_served_while_a_noisy_tenants_backlog_waits(acme, agent, model):
+    model.add_rule(match=r"^noise", latency=0.3)
+    noisy = [
+        services.submit_message(
+            tenant=acme.tenant, session_key=f"agent:ops:n{i}", content=f"noise {i}"
+        ).turn.pk
+        for i in range(200)
+    ]
+    quiet = TenantFixture("quiet")
+    make_agent(quiet.tenant, model, slug="ops")
+
+    quiet_turn = wait_for_turn(send(quiet, "agent:ops:main", "hello")["turn"]["id"])
+
+    assert quiet_turn.status == "succeeded"
+    finished = Turn.objects.filter(pk__in=noisy, status="succeeded").count()
+    assert finished < 100, f"{finished} of the noisy tenant's 200 turns ran first"
+    for turn_id in noisy[-5:]:
+        wait_for_turn(turn_id, timeout=60)
+
+
+def test_a_burst_over_the_request_rate_is_delayed_not_lost(acme, agent, model):
+    set_limits(tenant=acme.tenant, requests_per_minute=30)  # a full bucket, then 1 per 2 s
+
+    turn_ids = [send(acme, f"agent:ops:r{i}", f"hi {i}")["turn"]["id"] for i in range(33)]
+
+    for turn_id in turn_ids:
+        assert wait_for_turn(turn_id, timeout=40).status == "succeeded"
+    starts = sorted(r["started_at"] for r in model.requests)
+    assert len(starts) == 33
+    assert starts[-1] - starts[0] >= 3.5  # the last three had to wait for tokens
+
+
+def test_a_new_tenant_is_served_by_running_workers_without_a_restart(model):
+    newcomer = TenantFixture(f"new{int(time.time() * 1000) % 10**8}")
+    make_agent(newcomer.tenant, model, slug="ops")
+
+    turn = wait_for_turn(send(newcomer, "agent:ops:main", "hello")["turn"]["id"])
+
+    assert turn.status == "succeeded"
+
+
+@pytest.mark.django_db
+def test_max_sessions_is_checked_when_a_session_is_created(acme):
+    services.create_agent(tenant=acme.tenant, slug="ops")
+    set_limits(tenant=acme.tenant, max_sessions=2)
+    for name in ("a", "b"):
+        services.submit_message(tenant=acme.tenant, session_key=f"agent:ops:{name}", content="x")
+
+    response = acme.client.post(
+        "/api/v1/sessions/agent:ops:c/messages", {"content": "hi"}, format="json"
+    )
+    existing = acme.client.post(
+        "/api/v1/sessions/agent:ops:a/messages", {"content": "hi"}, format="json"
+    )
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "session_limit_reached"
+    assert existing.status_code == 202
+
+
+def test_a_tenant_reads_its_limits_and_usage_but_cannot_change_them(acme):
+    body = acme.client.get("/api/v1/tenant").json()
+    assert body["limits"]["requests_per_minute"] == acme.tenant.requests_per_minute
+    assert set(body["usage"]) >= {"tokens_today", "tokens_this_month", "concurrent_turns"}
+    for method in ("put", "patch", "post", "delete"):
+        response = getattr(acme.client, method)(
+            "/api/v1/tenant", {"limits": {"max_sessions": 10**6}}, format="json"
+        )
+        assert response.status_code == 405
+
+
+def test_operators_change_limits_with_a_command(acme, capsys):
+    call_command("set_limits", "acme", "--max-concurrent-turns", "7", "--requests-per-minute", "9")
+
+    acme.tenant.refresh_from_db()
+    assert acme.tenant.max_concurrent_turns == 7
+    assert acme.tenant.requests_per_minute == 9
+    assert acme.client.get("/api/v1/tenant").json()["limits"]["max_concurrent_turns"] == 7
