@@ -146,6 +146,10 @@ class Turn(models.Model):
     error_message = models.TextField(blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
+    # Set when a Celery trigger could not be sent (broker down) or was re-sent by the
+    # reaper; the reaper re-sends pending ones as soon as the broker answers again.
+    dispatch_pending = models.BooleanField(default=False)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     # The marketplace package version this turn runs on, fixed when it starts.
     package_version_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -156,6 +160,7 @@ class Turn(models.Model):
         indexes = [
             models.Index(fields=["session", "status", "id"], name="turn_session_status"),
             models.Index(fields=["tenant", "status"], name="turn_tenant_status"),
+            models.Index(fields=["status", "created_at"], name="turn_status_created"),
         ]
 
     def __str__(self) -> str:

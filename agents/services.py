@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from beamclaw.api.errors import ApiError
 from beamclaw.crypto import encrypt
@@ -40,11 +41,13 @@ SESSION_KEY_HELP = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Submission:
     turn: Turn
     message: Message
     new_turn: bool  # False when the message joined a queued turn (`collect`)
+    # True when the broker was unreachable: the turn is stored and runs once it is back.
+    delayed: bool = False
 
 
 def parse_session_key(key: str) -> tuple[str, str]:
@@ -145,8 +148,9 @@ def submit_message(
         )
         if mode == QueueMode.INTERRUPT:
             _interrupt(active, into=turn)
-        transaction.on_commit(lambda: _announce(turn, tenant.slug))
-    return Submission(turn=turn, message=message, new_turn=True)
+        submission = Submission(turn=turn, message=message, new_turn=True)
+        transaction.on_commit(lambda: _announce(submission, tenant.slug))
+    return submission
 
 
 def _interrupt(active: list[Turn], *, into: Turn) -> None:
@@ -169,13 +173,14 @@ def _interrupt(active: list[Turn], *, into: Turn) -> None:
             _request_cancel(turn, reason="interrupted")
 
 
-def _announce(turn: Turn, tenant_slug: str) -> None:
+def _announce(submission: Submission, tenant_slug: str) -> None:
+    turn = submission.turn
     # Redis may be down: the turn row is what counts, the event is a courtesy.
     with contextlib.suppress(Exception):
         events.publish(
             turn, [("turn.queued", {"session_key": turn.session.key, "mode": turn.mode})]
         )
-    dispatch_turn(turn, tenant_slug)
+    submission.delayed = not dispatch_turn(turn, tenant_slug)
 
 
 def _announce_cancelled(turn: Turn, code: str) -> None:
@@ -189,7 +194,14 @@ def _announce_cancelled(turn: Turn, code: str) -> None:
 def _request_cancel(turn: Turn, *, reason: str = "cancelled") -> None:
     """Ask the running turn to stop at its next step boundary (it reads the Redis flag)."""
     Turn.objects.filter(pk=turn.pk).update(cancel_requested=True)
-    get_redis().set(cancel_key(turn), reason, ex=24 * 3600)
+    try:
+        get_redis().set(cancel_key(turn), reason, ex=24 * 3600)
+    except RedisError:
+        raise ApiError(
+            "service_unavailable",
+            "Cannot reach Redis to signal the running turn; try again shortly.",
+            status=503,
+        )
 
 
 def cancel_turn(*, turn: Turn) -> Turn:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from agents.models import Session, Turn
+from agents.runtime import reaper
 from agents.runtime.loop import run_session
 
 
@@ -34,3 +35,10 @@ def resume_session(*, tenant: str, session_id: int) -> None:
     )
     if row is not None:
         run_session(*row)
+
+
+@shared_task(name="agents.reap_stale_turns")
+def reap_stale_turns() -> dict:
+    """celery-beat runs this every REAPER_INTERVAL_SECONDS (see beamclaw.celery)."""
+    report = reaper.reap_stale_turns()
+    return {"running": report.redispatched_running, "queued": report.redispatched_queued}

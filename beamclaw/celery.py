@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 import click
 from celery import Celery, bootsteps, signals
@@ -56,6 +57,15 @@ app.conf.update(
     task_send_sent_event=os.environ.get("CELERY_TASK_EVENTS", "1") == "1",
     worker_hijack_root_logger=False,
     beat_scheduler="django_celery_beat.schedulers:DatabaseScheduler",
+    # Fail fast when the broker is down: the turn row is committed and the reaper sends
+    # its trigger later; an API request must not hang on retries.
+    task_publish_retry_policy={
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.2,
+    },
+    broker_connection_timeout=2,
 )
 app.autodiscover_tasks()
 
@@ -91,6 +101,27 @@ def consume_tenant_queues(sender, instance, conf, **kwargs):
     for queue in queues:
         instance.app.amqp.queues.select_add(queue)
     logger.info("%s: consuming %d tenant queue(s)", current_shard, len(queues))
+
+
+@signals.worker_shutting_down.connect
+def hand_back_turns(sig=None, how=None, exitcode=None, **kwargs):
+    """On SIGTERM, running turns hand themselves back at their next step boundary.
+
+    Another worker continues them from their last saved step, so a worker stops in the
+    time of one model call, not of a whole turn. A call still in flight after
+    WORKER_SHUTDOWN_GRACE_SECONDS is abandoned: the process exits and the reaper
+    re-dispatches the turn (threads cannot be interrupted).
+    """
+    from django.conf import settings
+
+    from agents.runtime.loop import draining
+
+    draining.set()
+    grace = settings.WORKER_SHUTDOWN_GRACE_SECONDS
+    logger.warning("shutting down: handing running turns back (at most %.0f s)", grace)
+    watchdog = threading.Timer(grace, os._exit, args=(1,))
+    watchdog.daemon = True
+    watchdog.start()
 
 
 @app.task(name="beamclaw.ping", ignore_result=False)

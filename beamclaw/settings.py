@@ -161,6 +161,14 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", REDIS_URL)
 CELERY_DEFAULT_QUEUE = "beamclaw"
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 8)
+# Periodic platform jobs; django-celery-beat's scheduler copies these into its table.
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-turns": {
+        "task": "agents.reap_stale_turns",
+        "schedule": env_float("REAPER_INTERVAL_SECONDS", 5.0),
+        "options": {"expires": 30},
+    }
+}
 
 # --- Auth, API ------------------------------------------------------------------------
 
@@ -217,6 +225,16 @@ TURN_LEASE_RENEW_SECONDS = env_float("TURN_LEASE_RENEW_SECONDS", 10.0)
 # A turn found `running` by a new lease holder more often than this was killing its
 # workers (or they kept dying under it): it fails with `worker_lost`.
 TURN_MAX_ATTEMPTS = env_int("TURN_MAX_ATTEMPTS", 3)
+# The reaper (a celery-beat task) runs this often. It re-dispatches a running turn whose
+# lease has been gone for TURN_LEASE_GRACE_SECONDS (its worker died), and a queued turn
+# that has waited TURN_REDISPATCH_AFTER_SECONDS with nobody holding its session (its
+# Celery message was lost, e.g. Redis restarted, or the broker was down at submission).
+REAPER_INTERVAL_SECONDS = env_float("REAPER_INTERVAL_SECONDS", 5.0)
+TURN_LEASE_GRACE_SECONDS = env_float("TURN_LEASE_GRACE_SECONDS", 15.0)
+TURN_REDISPATCH_AFTER_SECONDS = env_float("TURN_REDISPATCH_AFTER_SECONDS", 30.0)
+# On SIGTERM a worker hands its turns back at their next step boundary; a model or tool
+# call in flight is allowed this long to finish (the provider timeout bounds it anyway).
+WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 30.0)
 WAIT_MAX_SECONDS = 60
 # Over the requests-per-minute limit, a turn sleeps in place for a wait up to this long;
 # a longer one parks the turn (checkpointed, back in the queue) until it may go on.

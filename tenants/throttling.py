@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
 
 from beamclaw.redis import get_redis, key
@@ -36,7 +37,10 @@ class ApiKeyRateThrottle(BaseThrottle):
         pipe = get_redis().pipeline(transaction=False)
         pipe.incr(counter)
         pipe.expire(counter, self.window + 1)
-        count, _ = pipe.execute()
+        try:
+            count, _ = pipe.execute()
+        except RedisError:
+            return True  # fail open: a Redis outage must not turn into an API outage
         if count <= self.limit:
             return True
         self._wait = window_start + self.window - now

@@ -164,3 +164,7 @@ class SubmissionSerializer(serializers.Serializer):
     new_turn = serializers.BooleanField(
         help_text="False when the message joined an already queued turn (mode 'collect')."
     )
+    delayed = serializers.BooleanField(
+        help_text="True when the task broker was unreachable: the message and its turn are "
+        "stored and the turn runs as soon as the broker is back."
+    )

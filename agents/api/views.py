@@ -202,7 +202,7 @@ class SessionMessagesView(AsyncAPIView):
             tenant=tenant, session_key=key, content=data["content"], mode=data.get("mode")
         )
         finished = False
-        if data.get("wait"):
+        if data.get("wait") and not submission.delayed:
             stream_key = events.turn_stream(submission.turn)
             finished = await sse.wait_for_finish(stream_key, data["wait"])
         body = await sync_to_async(self._submission_body)(submission, finished)
@@ -217,6 +217,7 @@ class SessionMessagesView(AsyncAPIView):
             "turn": _turn_payload(turn, with_reply=finished),
             "message": MessageSerializer(submission.message).data,
             "new_turn": submission.new_turn,
+            "delayed": submission.delayed,
         }
 
 

@@ -1,12 +1,23 @@
-"""Sending the Celery triggers for turns and sessions, on their tenant's queue."""
+"""Sending the Celery triggers for turns and sessions, on their tenant's queue.
+
+A trigger that cannot be sent (the broker is down) is not an error for the caller: the
+turn row is already committed, so it is flagged `dispatch_pending` and the reaper sends
+it once the broker answers again.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from django.utils import timezone
+
 from agents.models import Turn
 
 log = logging.getLogger(__name__)
+
+
+def _mark_pending(**turn_filter: object) -> None:
+    Turn.objects.filter(status="queued", **turn_filter).update(dispatch_pending=True)
 
 
 def dispatch_turn(turn: Turn, tenant_slug: str) -> bool:
@@ -16,7 +27,8 @@ def dispatch_turn(turn: Turn, tenant_slug: str) -> bool:
     try:
         run_turn.apply_async(kwargs={"tenant": tenant_slug, "turn_id": turn.pk})
     except Exception:
-        log.warning("could not dispatch turn %s; it stays queued", turn.pk, exc_info=True)
+        log.warning("broker unreachable: turn %s waits for the reaper", turn.pk)
+        _mark_pending(pk=turn.pk)
         return False
     return True
 
@@ -31,6 +43,13 @@ def dispatch_session(tenant_slug: str, session_id: int, *, countdown: float = 0)
             countdown=countdown or None,
         )
     except Exception:
-        log.warning("could not dispatch session %s", session_id, exc_info=True)
+        log.warning("broker unreachable: session %s waits for the reaper", session_id)
+        _mark_pending(session_id=session_id)
         return False
     return True
+
+
+def mark_dispatched(session_ids: list[int]) -> None:
+    Turn.objects.filter(session_id__in=session_ids, status="queued").update(
+        dispatch_pending=False, dispatched_at=timezone.now()
+    )

@@ -22,16 +22,19 @@ from beamclaw.redis import get_redis, key
 log = logging.getLogger(__name__)
 
 # Renews the lease and, when the session holds a tenant concurrency slot (KEYS[2]),
-# that slot's expiry too: both die with the worker, both live while it runs.
+# that slot's expiry too: both die with the worker, both live while it runs. A lease
+# that vanished (Redis restarted, it keeps nothing) is taken back; one held by another
+# worker means ours is lost.
 _RENEW = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then
+local holder = redis.call('get', KEYS[1])
+if holder and holder ~= ARGV[1] then
   return 0
 end
-redis.call('pexpire', KEYS[1], ARGV[2])
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if KEYS[2] then
   local t = redis.call('time')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('zadd', KEYS[2], 'XX', now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('zadd', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
 end
 return 1
 """

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
+from redis.exceptions import RedisError
 
 from agents.models import Message, MessageRole, Turn, TurnStatus
 from agents.providers.base import ProviderError, ProviderRequest, ProviderResponse
@@ -36,6 +38,7 @@ from .signals import cancel_key
 
 log = logging.getLogger(__name__)
 
+REDIS_DOWN_RETRY_SECONDS = 5.0
 # Assumed output size of a model call when the agent sets no max_output_tokens; it is
 # reserved against the token budget before the call and settled after.
 DEFAULT_OUTPUT_ESTIMATE = 1024
@@ -50,11 +53,21 @@ class StopTurn(Exception):
 
 
 class ParkTurn(Exception):
-    """The turn waits (checkpointed, back to queued) and resumes after `delay` seconds."""
+    """The turn waits (checkpointed, back to queued) and resumes after `delay` seconds.
 
-    def __init__(self, delay: float):
-        super().__init__(f"parked for {delay:.1f}s")
+    With `delay=0` it is handed back: this worker is shutting down and another one
+    continues the turn from its last saved step.
+    """
+
+    def __init__(self, delay: float, reason: str):
+        super().__init__(f"{reason}; resumes in {delay:.1f}s")
         self.delay = delay
+        self.reason = reason
+
+
+# Set when this worker process is shutting down: turns hand themselves back at their
+# next step boundary instead of running to the end (see beamclaw.celery).
+draining = threading.Event()
 
 
 @dataclass
@@ -130,9 +143,13 @@ def _run_with_slot(turn: Turn, lease: Lease) -> None:
         run_turn(turn, lease)
     finally:
         lease.slot_key = None
-        handed_to = limits.release_slot(turn.tenant, turn.session_id)
-        if handed_to is not None:
-            dispatch_session(turn.tenant.slug, handed_to)
+        try:
+            handed_to = limits.release_slot(turn.tenant, turn.session_id)
+        except RedisError:  # the slot expires by itself; the reaper wakes parked turns
+            log.warning("could not release a slot of tenant %s", turn.tenant_id)
+        else:
+            if handed_to is not None:
+                dispatch_session(turn.tenant.slug, handed_to)
 
 
 def next_turn(session_id: int) -> Turn | None:
@@ -173,6 +190,7 @@ def run_turn(turn: Turn, lease: Lease) -> None:
         _finish(run, TurnStatus.FAILED, exc.code, exc.message)
     except ParkTurn as park:
         fenced.requeue(turn, lease.fence, **_usage(turn))
+        log.info("turn %s %s", turn.pk, park)
         dispatch_session(turn.tenant.slug, turn.session_id, countdown=park.delay)
         raise
     except LeaseLost:
@@ -212,10 +230,17 @@ def _finish(
     emit("turn.finished", **run.labels, **summary, duration_s=time.monotonic() - run.started)
 
 
-def _check_boundary(run: TurnRun) -> None:
+def _check_boundary(run: TurnRun, *, hand_back: bool = True) -> None:
+    """Between steps: a lost lease stops, a cancel ends the turn, a drain hands it back."""
     run.lease.check()
-    if reason := get_redis().get(cancel_key(run.turn)):
+    try:
+        reason = get_redis().get(cancel_key(run.turn))
+    except RedisError:  # Redis is down: no cancel can have been asked for meanwhile
+        reason = None
+    if reason:
         raise StopTurn(TurnStatus.CANCELLED, reason, f"The turn was {reason}.")
+    if hand_back and draining.is_set():
+        raise ParkTurn(0, "handed back by a worker shutting down")
     if time.monotonic() > run.deadline:
         raise StopTurn(
             TurnStatus.FAILED,
@@ -266,7 +291,9 @@ def _loop(run: TurnRun) -> None:
             temperature=agent.temperature,
         )
         response = _call_model(run, provider, request)
-        _check_boundary(run)  # an interrupt during the call drops its answer (usage kept)
+        # An interrupt during the call drops its answer (usage kept); a drain keeps it
+        # and hands the turn back at the next boundary.
+        _check_boundary(run, hand_back=False)
         message = Message(
             role=MessageRole.ASSISTANT,
             content=response.content,
@@ -299,9 +326,13 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
             except limits.RateLimited as exc:
                 emit("limit.rejected", **run.labels, limit="rate", detail=exc.message)
                 if exc.retry_after > settings.RATE_LIMIT_INLINE_WAIT_SECONDS:
-                    raise ParkTurn(exc.retry_after)
+                    raise ParkTurn(exc.retry_after, "over the request rate")
                 time.sleep(exc.retry_after)  # short: cheaper than a round trip via the queue
                 _check_boundary(run)
+            except RedisError:
+                # No limiter, no call: wait for Redis (the reaper re-sends the trigger if
+                # the broker, the same Redis, is down too).
+                raise ParkTurn(REDIS_DOWN_RETRY_SECONDS, "Redis is unreachable")
 
     deltas = events.DeltaBuffer(run.emit_event)
     _release_db_connection()

@@ -1,0 +1,128 @@
+"""The reaper: the safety net that makes sure every accepted turn runs.
+
+The Turn row is the truth and a Celery message only a trigger, so whatever was lost —
+a worker killed mid-turn, a Redis restart that emptied the queues, a broker that was
+down at submission — shows up in the Turn table and is re-triggered here:
+
+- a `running` turn whose session lease has been gone for TURN_LEASE_GRACE_SECONDS: its
+  worker died (a live worker re-creates a lease lost in a Redis restart within one
+  renewal period). The re-run resumes from the last saved step; after TURN_MAX_ATTEMPTS
+  it fails with `worker_lost` and the session moves on;
+- a `queued` turn whose trigger could not be sent, or that has waited
+  TURN_REDISPATCH_AFTER_SECONDS while nobody holds its session.
+
+Re-sending a trigger is always safe: the lease and the fence let one worker run a session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from agents.models import Turn, TurnStatus
+from beamclaw.redis import get_redis, key
+
+from .dispatch import dispatch_session, mark_dispatched
+from .lease import lease_key
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+@dataclass
+class ReapReport:
+    redispatched_running: list[int] = field(default_factory=list)  # turn ids
+    redispatched_queued: list[int] = field(default_factory=list)  # session ids
+
+
+def _suspects_key() -> str:
+    return key("reaper", "lease-missing-since")
+
+
+def _sessions_without_lease(rows: list[tuple[int, int, int, str]]) -> list[tuple]:
+    """The (turn, tenant, session, slug) rows whose session lease is not held now."""
+    if not rows:
+        return []
+    pipe = get_redis().pipeline(transaction=False)
+    for _, tenant_id, session_id, _ in rows:
+        pipe.exists(lease_key(tenant_id, session_id))
+    return [row for row, held in zip(rows, pipe.execute(), strict=True) if not held]
+
+
+def _reap_running(report: ReapReport) -> None:
+    rows = list(
+        Turn.objects.filter(status=TurnStatus.RUNNING)
+        .order_by("id")
+        .values_list("id", "tenant_id", "session_id", "tenant__slug")[:BATCH]
+    )
+    client = get_redis()
+    suspects = _suspects_key()
+    orphaned = {row[0]: row for row in _sessions_without_lease(rows)}
+    now_ms = int(time.time() * 1000)
+    grace_ms = settings.TURN_LEASE_GRACE_SECONDS * 1000
+    first_seen = dict(
+        zip(orphaned, client.hmget(suspects, list(orphaned)) if orphaned else [], strict=True)
+    )
+    pipe = client.pipeline(transaction=False)
+    for turn_id, (_, _, session_id, slug) in orphaned.items():
+        since = first_seen.get(turn_id)
+        if since is None:
+            pipe.hset(suspects, turn_id, now_ms)
+        elif now_ms - int(since) >= grace_ms:
+            if dispatch_session(slug, session_id):
+                report.redispatched_running.append(turn_id)
+            pipe.hdel(suspects, turn_id)
+    # Forget suspects that have a lease again or are no longer running.
+    known = {str(turn_id) for turn_id in orphaned}
+    stale = [s for s in client.hkeys(suspects) if s not in known]
+    if stale:
+        pipe.hdel(suspects, *stale)
+    pipe.pexpire(suspects, 24 * 3600 * 1000)
+    pipe.execute()
+
+
+def _reap_queued(report: ReapReport) -> None:
+    cutoff = timezone.now() - timedelta(seconds=settings.TURN_REDISPATCH_AFTER_SECONDS)
+    waiting = (
+        Turn.objects.filter(status=TurnStatus.QUEUED)
+        .annotate(last_sent=Coalesce("dispatched_at", "created_at"))
+        .filter(Q(dispatch_pending=True) | Q(last_sent__lt=cutoff))
+        .order_by("id")
+        .values_list("id", "tenant_id", "session_id", "tenant__slug")
+    )
+    # One trigger per session is enough: it runs all of the session's queued turns.
+    by_session: dict[int, tuple] = {}
+    for row in waiting[: BATCH * 4]:
+        by_session.setdefault(row[2], row)
+        if len(by_session) >= BATCH:
+            break
+    sent = [
+        session_id
+        for _, _, session_id, slug in _sessions_without_lease(list(by_session.values()))
+        if dispatch_session(slug, session_id)
+    ]
+    if sent:
+        mark_dispatched(sent)
+        report.redispatched_queued.extend(sent)
+
+
+def reap_stale_turns() -> ReapReport:
+    report = ReapReport()
+    _reap_running(report)
+    _reap_queued(report)
+    if report.redispatched_running or report.redispatched_queued:
+        log.warning(
+            "reaper re-dispatched %d orphaned running turn(s) %s and %d waiting session(s)",
+            len(report.redispatched_running),
+            report.redispatched_running[:20],
+            len(report.redispatched_queued),
+        )
+    return report

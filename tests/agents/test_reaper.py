@@ -1,0 +1,82 @@
+"""The reaper re-sends the trigger of every turn whose Celery message may be lost."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from agents import services
+from agents.models import Turn
+from agents.runtime.lease import Lease
+from agents.runtime.reaper import reap_stale_turns
+from tenants.models import Tenant
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def lonely():
+    """A tenant no running worker consumes (created without the broadcast)."""
+    return Tenant.objects.create(slug=f"lonely-{uuid.uuid4().hex[:8]}", name="Lonely")
+
+
+def submit(tenant, key="agent:ops:main"):
+    if not tenant.agents.exists():
+        services.create_agent(tenant=tenant, slug="ops")
+    return services.submit_message(tenant=tenant, session_key=key, content="hi").turn
+
+
+def test_a_turn_whose_trigger_could_not_be_sent_is_sent_by_the_reaper(lonely):
+    turn = submit(lonely)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(lonely.queue_name)  # as if the broker had been down
+    Turn.objects.filter(pk=turn.pk).update(dispatch_pending=True)
+
+    report = reap_stale_turns()
+
+    assert report.redispatched_queued == [turn.session_id]
+    assert client.llen(lonely.queue_name) == 1
+    turn.refresh_from_db()
+    assert turn.dispatch_pending is False and turn.dispatched_at is not None
+    # Sent once: the next pass leaves it alone.
+    assert reap_stale_turns().redispatched_queued == []
+
+
+def test_an_old_queued_turn_is_re_sent_only_while_nobody_holds_its_session(lonely, settings):
+    settings.TURN_REDISPATCH_AFTER_SECONDS = 30
+    turn = submit(lonely)
+    Turn.objects.filter(pk=turn.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    lease = Lease(lonely.pk, turn.session_id)
+    assert lease.acquire()
+
+    assert reap_stale_turns().redispatched_queued == []  # its session is being served
+
+    lease.release()
+    assert reap_stale_turns().redispatched_queued == [turn.session_id]
+
+
+def test_a_running_turn_whose_lease_vanished_is_re_sent_after_the_grace_period(lonely, settings):
+    settings.TURN_LEASE_GRACE_SECONDS = 0
+    turn = submit(lonely)
+    Turn.objects.filter(pk=turn.pk).update(status="running", attempts=1)
+
+    first = reap_stale_turns()  # notices the missing lease
+    second = reap_stale_turns()  # still missing after the grace: its worker is dead
+
+    assert first.redispatched_running == []
+    assert second.redispatched_running == [turn.pk]
+
+
+def test_a_running_turn_with_a_live_lease_is_left_alone(lonely, settings):
+    settings.TURN_LEASE_GRACE_SECONDS = 0
+    turn = submit(lonely)
+    Turn.objects.filter(pk=turn.pk).update(status="running", attempts=1)
+    lease = Lease(lonely.pk, turn.session_id)
+    assert lease.acquire()
+
+    assert reap_stale_turns().redispatched_running == []
+    assert reap_stale_turns().redispatched_running == []
+    lease.release()
