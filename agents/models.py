@@ -146,6 +146,11 @@ class Turn(models.Model):
     error_message = models.TextField(blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
+    # A sub-agent's turn: the parent turn that spawned it and the tool call it answers.
+    parent_turn = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    parent_tool_call_id = models.CharField(max_length=200, blank=True)
     # Set when a Celery trigger could not be sent (broker down) or was re-sent by the
     # reaper; the reaper re-sends pending ones as soon as the broker answers again.
     dispatch_pending = models.BooleanField(default=False)

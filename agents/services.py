@@ -31,6 +31,7 @@ from .models import (
 from .runtime import events
 from .runtime.dispatch import dispatch_turn
 from .runtime.signals import cancel_key
+from .runtime.subagents import wake_parent
 
 SESSION_KEY_RE = re.compile(
     r"^agent:([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?):([A-Za-z0-9_.:-]{1,200})$"
@@ -64,7 +65,9 @@ def live_agent(tenant: Tenant, slug: str) -> Agent:
     return agent
 
 
-def _session_for_update(tenant: Tenant, agent: Agent, key: str) -> Session:
+def _session_for_update(
+    tenant: Tenant, agent: Agent, key: str, parent_turn: Turn | None = None
+) -> Session:
     """The session row, locked for this transaction; created on the first message."""
     session = Session.objects.select_for_update().filter(tenant=tenant, key=key).first()
     if session is not None:
@@ -89,7 +92,12 @@ def _session_for_update(tenant: Tenant, agent: Agent, key: str) -> Session:
         )
     try:
         with transaction.atomic():
-            return Session.objects.create(tenant=tenant, agent=agent, key=key)
+            return Session.objects.create(
+                tenant=tenant,
+                agent=agent,
+                key=key,
+                parent_id=parent_turn.session_id if parent_turn else None,
+            )
     except IntegrityError:  # a concurrent first message created it
         return Session.objects.select_for_update().get(tenant=tenant, key=key)
 
@@ -101,6 +109,8 @@ def submit_message(
     content: str,
     mode: str | None = None,
     source: str = "api",
+    parent_turn: Turn | None = None,
+    parent_tool_call_id: str = "",
 ) -> Submission:
     """Store the user message and its queued turn in one transaction; dispatch on commit."""
     agent_slug, _ = parse_session_key(session_key)
@@ -121,7 +131,7 @@ def submit_message(
         )
 
     with transaction.atomic():
-        session = _session_for_update(tenant, agent, session_key)
+        session = _session_for_update(tenant, agent, session_key, parent_turn)
         active = list(
             Turn.objects.filter(session=session, status__in=ACTIVE_STATUSES).order_by("id")
         )
@@ -141,7 +151,13 @@ def submit_message(
             return Submission(turn=turn, message=message, new_turn=False)
 
         turn = Turn.objects.create(
-            tenant=tenant, session=session, agent=agent, mode=mode, source=source
+            tenant=tenant,
+            session=session,
+            agent=agent,
+            mode=mode,
+            source=source,
+            parent_turn=parent_turn,
+            parent_tool_call_id=parent_tool_call_id,
         )
         message = Message.objects.create(
             session=session, turn=turn, role=MessageRole.USER, content=content
@@ -214,14 +230,19 @@ def cancel_turn(*, turn: Turn) -> Turn:
             details={"status": turn.status},
         )
     now = timezone.now()
-    cancelled_queued = Turn.objects.filter(pk=turn.pk, status=TurnStatus.QUEUED).update(
+    cancelled_queued = Turn.objects.filter(
+        pk=turn.pk, status__in=[TurnStatus.QUEUED, TurnStatus.WAITING]
+    ).update(
         status=TurnStatus.CANCELLED,
         error_code="cancelled",
-        error_message="Cancelled before it started.",
+        error_message="Cancelled before it ran to the end.",
         finished_at=now,
     )
     if cancelled_queued:
         _announce_cancelled(turn, "cancelled")
+        for child in turn.children.filter(status__in=ACTIVE_STATUSES):
+            cancel_turn(turn=child)
+        wake_parent(turn)
     else:
         _request_cancel(turn)
     turn.refresh_from_db()

@@ -13,13 +13,13 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import connection
 from redis.exceptions import RedisError
 
-from agents.models import Message, MessageRole, Turn, TurnStatus
+from agents.models import ACTIVE_STATUSES, Message, MessageRole, Turn, TurnStatus
 from agents.providers.base import ProviderError, ProviderRequest, ProviderResponse
 from agents.tools import registry
 from agents.tools.base import ToolContext
@@ -28,7 +28,7 @@ from beamclaw.telemetry import emit
 from tenants import limits
 from tenants.models import Tenant
 
-from . import events, fenced
+from . import events, fenced, subagents
 from .context import build_context, estimate_tokens, load_history
 from .dispatch import dispatch_session
 from .lease import Lease, LeaseLost
@@ -63,6 +63,10 @@ class ParkTurn(Exception):
         super().__init__(f"{reason}; resumes in {delay:.1f}s")
         self.delay = delay
         self.reason = reason
+
+
+class WaitForChildren(Exception):
+    """The turn waits (status `waiting`, no thread held) for the sub-agents it started."""
 
 
 # Set when this worker process is shutting down: turns hand themselves back at their
@@ -153,14 +157,14 @@ def _run_with_slot(turn: Turn, lease: Lease) -> None:
 
 
 def next_turn(session_id: int) -> Turn | None:
-    return (
-        Turn.objects.filter(
-            session_id=session_id, status__in=[TurnStatus.QUEUED, TurnStatus.RUNNING]
-        )
+    """The session's oldest unfinished turn, if it can run now (a waiting one blocks)."""
+    turn = (
+        Turn.objects.filter(session_id=session_id, status__in=ACTIVE_STATUSES)
         .select_related("agent", "tenant", "session")
         .order_by("id")
         .first()
     )
+    return None if turn is None or turn.status == TurnStatus.WAITING else turn
 
 
 def run_turn(turn: Turn, lease: Lease) -> None:
@@ -188,6 +192,8 @@ def run_turn(turn: Turn, lease: Lease) -> None:
         _finish(run, stop.status, stop.code, stop.message)
     except ProviderError as exc:
         _finish(run, TurnStatus.FAILED, exc.code, exc.message)
+    except WaitForChildren:
+        return
     except ParkTurn as park:
         fenced.requeue(turn, lease.fence, **_usage(turn))
         log.info("turn %s %s", turn.pk, park)
@@ -228,6 +234,7 @@ def _finish(
     summary = {"status": status, "error_code": code, **_usage(turn)}
     run.emit_event("turn.finished", summary)
     emit("turn.finished", **run.labels, **summary, duration_s=time.monotonic() - run.started)
+    subagents.wake_parent(turn)
 
 
 def _check_boundary(run: TurnRun, *, hand_back: bool = True) -> None:
@@ -391,41 +398,81 @@ def _run_tools(run: TurnRun, calls: list[dict], *, step: int) -> None:
         step=step,
         memory=SessionMemory(turn.session_id),
     )
+    waiting = False
     for call in calls:
         _check_boundary(run)
+        tool = registry.get(call["name"])
+        deferred = tool is not None and tool.deferred and call["name"] in turn.agent.tools
+        if deferred and (child := subagents.child_for(turn, call["id"])) is not None:
+            if not child.is_final:
+                waiting = True
+                continue
+            ok, content = subagents.child_result(child)
+            _save_tool_result(run, call, ok, content, "" if ok else "subagent_failed", 0)
+            continue
         run.emit_event(
             "tool.started",
             {"id": call["id"], "name": call["name"], "arguments": _jsonish(call["arguments"])},
         )
         result = registry.execute(
-            call["name"], call["arguments"], context, allowed=turn.agent.tools
+            call["name"],
+            call["arguments"],
+            replace(context, tool_call_id=call["id"]),
+            allowed=turn.agent.tools,
         )
-        message = Message(
-            role=MessageRole.TOOL,
-            content=result.content,
-            tool_call_id=call["id"],
-            name=call["name"],
+        if deferred and result.ok:
+            waiting = True  # started; its result is saved when the child finishes
+            continue
+        _save_tool_result(
+            run, call, result.ok, result.content, result.error_code or "", result.duration_ms
         )
-        fenced.append(turn, run.lease.fence, [message])
-        run.emit_event(
-            "tool.finished",
-            {
-                "id": call["id"],
-                "name": call["name"],
-                "ok": result.ok,
-                "error_code": result.error_code,
-                "content": result.content[:2000],
-                "duration_ms": result.duration_ms,
-            },
-        )
-        emit(
-            "tool.call",
-            **run.labels,
-            tool=call["name"],
-            ok=result.ok,
-            error_code=result.error_code or "",
-            duration_ms=result.duration_ms,
-        )
+    if waiting:
+        _wait_for_children(run)
+
+
+def _save_tool_result(
+    run: TurnRun, call: dict, ok: bool, content: str, error_code: str, duration_ms: int
+) -> None:
+    message = Message(
+        role=MessageRole.TOOL, content=content, tool_call_id=call["id"], name=call["name"]
+    )
+    fenced.append(run.turn, run.lease.fence, [message])
+    run.emit_event(
+        "tool.finished",
+        {
+            "id": call["id"],
+            "name": call["name"],
+            "ok": ok,
+            "error_code": error_code or None,
+            "content": content[:2000],
+            "duration_ms": duration_ms,
+        },
+    )
+    emit(
+        "tool.call",
+        **run.labels,
+        tool=call["name"],
+        ok=ok,
+        error_code=error_code,
+        duration_ms=duration_ms,
+    )
+
+
+def _wait_for_children(run: TurnRun) -> None:
+    """Go to `waiting` unless every child already finished (then just carry on)."""
+    turn = run.turn
+    fenced.append(turn, run.lease.fence, [], status=TurnStatus.WAITING, **_usage(turn))
+    if subagents.children_pending(turn):
+        run.emit_event("turn.waiting", {"reason": "sub-agents"})
+        raise WaitForChildren()
+    # The last child finished before we were waiting, so it could not wake us: take the
+    # turn back ourselves unless a wake-up got there first.
+    taken_back = Turn.objects.filter(pk=turn.pk, status=TurnStatus.WAITING).update(
+        status=TurnStatus.RUNNING
+    )
+    if not taken_back:
+        raise WaitForChildren()  # woken and re-queued: the session loop runs it again
+    turn.status = TurnStatus.RUNNING
 
 
 def _jsonish(raw: str):

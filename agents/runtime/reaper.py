@@ -9,7 +9,8 @@ down at submission — shows up in the Turn table and is re-triggered here:
   renewal period). The re-run resumes from the last saved step; after TURN_MAX_ATTEMPTS
   it fails with `worker_lost` and the session moves on;
 - a `queued` turn whose trigger could not be sent, or that has waited
-  TURN_REDISPATCH_AFTER_SECONDS while nobody holds its session.
+  TURN_REDISPATCH_AFTER_SECONDS while nobody holds its session;
+- a `waiting` turn whose sub-agents have all ended but whose wake-up was lost.
 
 Re-sending a trigger is always safe: the lease and the fence let one worker run a session.
 """
@@ -26,7 +27,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from agents.models import Turn, TurnStatus
+from agents.models import ACTIVE_STATUSES, Turn, TurnStatus
 from beamclaw.redis import get_redis, key
 
 from .dispatch import dispatch_session, mark_dispatched
@@ -114,9 +115,25 @@ def _reap_queued(report: ReapReport) -> None:
         report.redispatched_queued.extend(sent)
 
 
+def _reap_waiting(report: ReapReport) -> None:
+    """A parent whose sub-agents all ended but whose wake-up was lost."""
+    parents = (
+        Turn.objects.filter(status=TurnStatus.WAITING)
+        .exclude(children__status__in=ACTIVE_STATUSES)
+        .values_list("id", "session_id", "tenant__slug")[:BATCH]
+    )
+    for turn_id, session_id, slug in parents:
+        woken = Turn.objects.filter(pk=turn_id, status=TurnStatus.WAITING).update(
+            status=TurnStatus.QUEUED
+        )
+        if woken and dispatch_session(slug, session_id):
+            report.redispatched_queued.append(session_id)
+
+
 def reap_stale_turns() -> ReapReport:
     report = ReapReport()
     _reap_running(report)
+    _reap_waiting(report)
     _reap_queued(report)
     if report.redispatched_running or report.redispatched_queued:
         log.warning(

@@ -27,6 +27,7 @@ class ToolContext:
     turn_id: int
     step: int  # the loop iteration; (turn_id, step) is the idempotency key of side effects
     memory: MemoryStore
+    tool_call_id: str = ""  # the model's id for this call; unique within the turn
 
 
 class ToolError(Exception):
@@ -38,6 +39,9 @@ class Tool(ABC):
     description: str = ""
     parameters: dict = {"type": "object", "properties": {}}
     timeout: float = 10.0  # seconds; the registry enforces it
+    # A deferred tool only starts work (e.g. a sub-agent's turn); its result arrives
+    # later and the turn waits for it without holding a worker thread.
+    deferred: bool = False
 
     @abstractmethod
     def run(self, args: dict, ctx: ToolContext) -> Any:
