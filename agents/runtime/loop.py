@@ -26,7 +26,6 @@ from agents.tools.base import ToolContext
 from beamclaw.redis import get_redis
 from beamclaw.telemetry import emit
 from tenants import limits
-from tenants.models import Tenant
 
 from . import events, fenced, subagents
 from .context import build_context, estimate_tokens, load_history
@@ -105,7 +104,7 @@ def run_session(tenant_id: int, session_id: int) -> None:
         lease = Lease(tenant_id, session_id)
         if not lease.acquire():
             return  # the holder runs our turn before it lets go
-        parked_tenant: Tenant | None = None
+        parked = False
         try:
             while (turn := next_turn(session_id)) is not None:
                 if not limits.acquire_slot(turn.tenant, session_id, order=turn.pk):
@@ -117,7 +116,7 @@ def run_session(tenant_id: int, session_id: int) -> None:
                         turn_id=turn.pk,
                         detail=f"{turn.tenant.max_concurrent_turns} turns already running",
                     )
-                    parked_tenant = turn.tenant
+                    parked = True
                     break
                 try:
                     _run_with_slot(turn, lease)
@@ -128,7 +127,7 @@ def run_session(tenant_id: int, session_id: int) -> None:
             return
         finally:
             lease.release()
-        if parked_tenant is not None:
+        if parked:
             # Parked: the turn that frees a slot hands it to us and dispatches us. If
             # that happened while we still held the lease, its dispatch found the lease
             # taken and ended, so carry on ourselves.
