@@ -207,3 +207,216 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} #{self.seq}"
+
+
+# --- Cron -----------------------------------------------------------------------------
+
+
+class CronScheduleKind(models.TextChoices):
+    CRON = "cron", "A cron expression in a time zone"
+    EVERY = "every", "Every N seconds"
+    ONCE = "once", "Once, at a time"
+
+
+class CronJob(models.Model):
+    """A message sent to an agent on a schedule, mirrored into django-celery-beat.
+
+    Exactly one schedule is set: `cron` (read in the IANA zone `timezone`),
+    `every_seconds`, or `at` (once). Each run goes to `session_key`, or to a fresh
+    session `agent:<slug>:cron:<job-id>:<run-n>` when that is blank. `agents.cron` keeps
+    the job's beat `PeriodicTask` (task `agents.fire_cron_job`) in step on every change.
+
+    `delivery` says where the reply should also go (a channel binding). The run is the
+    same either way: delivery is done by the channel code when a binding is set, which
+    finds the job from the turn through `Turn.cron_runs`.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="cron_jobs")
+    # Kept when the agent is deleted for good: the job then records skipped runs, so its
+    # owner sees why nothing happens instead of a job that silently vanished.
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="cron_jobs"
+    )
+    name = models.CharField(max_length=200, blank=True)
+    message = models.TextField()
+    session_key = models.CharField(
+        max_length=300, blank=True, help_text="Blank: a fresh session for every run."
+    )
+    cron = models.CharField(max_length=200, blank=True)
+    timezone = models.CharField(max_length=64, blank=True, help_text="IANA name; cron only.")
+    every_seconds = models.PositiveIntegerField(null=True, blank=True)
+    at = models.DateTimeField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    delivery = models.JSONField(null=True, blank=True)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    run_count = models.PositiveIntegerField(default=0, editable=False)
+    # Interval runs count from here, as beat does: the last scheduled run, or when the
+    # schedule was set or the job resumed.
+    anchor_at = models.DateTimeField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    (~Q(cron="") & Q(every_seconds__isnull=True) & Q(at__isnull=True))
+                    | (Q(cron="") & Q(every_seconds__isnull=False) & Q(at__isnull=True))
+                    | (Q(cron="") & Q(every_seconds__isnull=True) & Q(at__isnull=False))
+                ),
+                name="cron_job_has_one_schedule",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/cron {self.pk} {self.name}".rstrip()
+
+    @property
+    def schedule_kind(self) -> str:
+        if self.cron:
+            return CronScheduleKind.CRON
+        if self.every_seconds is not None:
+            return CronScheduleKind.EVERY
+        return CronScheduleKind.ONCE
+
+
+class CronTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Fired by the schedule"
+    MANUAL = "manual", "Run now"
+
+
+class CronOutcome(models.TextChoices):
+    SUBMITTED = "submitted", "The message was sent; see the turn"
+    SKIPPED = "skipped", "Not sent; the detail says why"
+    FAILED = "failed", "Sending was refused; the detail has the error"
+
+
+class CronRun(models.Model):
+    """One firing of a cron job: when, the turn it started, and how it went."""
+
+    job = models.ForeignKey(CronJob, on_delete=models.CASCADE, related_name="runs")
+    number = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=16, choices=CronTrigger.choices)
+    outcome = models.CharField(max_length=16, choices=CronOutcome.choices)
+    detail = models.TextField(blank=True)
+    session_key = models.CharField(max_length=300, blank=True)
+    turn = models.ForeignKey(
+        Turn, null=True, blank=True, on_delete=models.SET_NULL, related_name="cron_runs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="cron_run_number_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"cron {self.job_id} run {self.number} ({self.outcome})"
+
+
+def _drop_beat_entry(sender, instance: CronJob, **kwargs) -> None:
+    """However a job is deleted (API, admin, its tenant's cascade), its beat entry goes too."""
+    from agents.cron import drop_beat_entry
+
+    drop_beat_entry(instance.periodic_task_id)
+
+
+models.signals.post_delete.connect(
+    _drop_beat_entry, sender=CronJob, dispatch_uid="agents.cron_job.drop_beat_entry"
+)
+
+
+# --- Channels -------------------------------------------------------------------------
+
+
+class ChannelKind(models.TextChoices):
+    SLACK = "slack", "Slack app"
+    DISCORD = "discord", "Discord application"
+
+
+class ChannelSessionScope(models.TextChoices):
+    """How a channel message picks its session (its key under `agent:<slug>:<kind>:...`)."""
+
+    CHANNEL_OR_THREAD = "channel_or_thread", "One per channel; one per thread in a thread"
+    THREAD = "thread", "One per thread; a top-level message starts a new one"
+    CHANNEL = "channel", "One per channel, threads included"
+
+
+class ChannelBinding(models.Model):
+    """A Slack app or Discord application wired to one agent of the tenant.
+
+    Its id is in the webhook URL (`/hooks/slack/<id>/events`, `/hooks/discord/<id>/
+    interactions`). Secrets are Fernet-encrypted (beamclaw.crypto) and never shown: the
+    Slack signing secret and both bot tokens. The Discord public key only verifies, so
+    it is stored as it is.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="channel_bindings")
+    kind = models.CharField(max_length=16, choices=ChannelKind.choices)
+    name = models.CharField(max_length=200, blank=True)
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="channel_bindings")
+    external_id = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Slack: the workspace (team) id, T...; events from another team are "
+        "ignored. Discord: the application id.",
+    )
+    session_scope = models.CharField(
+        max_length=32,
+        choices=ChannelSessionScope.choices,
+        default=ChannelSessionScope.CHANNEL_OR_THREAD,
+    )
+    signing_secret_encrypted = models.TextField(blank=True, editable=False)
+    bot_token_encrypted = models.TextField(blank=True, editable=False)
+    public_key = models.CharField(
+        max_length=64, blank=True, help_text="Discord: the application's public key (hex)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=ChannelKind.values), name="channel_binding_kind_known"
+            )
+        ]
+
+    def __str__(self) -> str:
+        label = self.name or self.external_id or self.pk
+        return f"{self.tenant.slug}/{self.kind} {label}"
+
+
+class ChannelDelivery(models.Model):
+    """Where a channel turn's answer goes, and whether it got there (at most once).
+
+    `target` is the reply address: Slack `{"channel", "thread_ts"}`; Discord
+    `{"application_id", "token_encrypted", "channel_id"}` (the interaction token is
+    Fernet-encrypted: it lets anyone edit the reply for 15 minutes). `parts_sent` counts
+    the pieces of a long answer already posted, so a retry continues instead of repeating.
+    """
+
+    turn = models.OneToOneField(Turn, on_delete=models.CASCADE, related_name="channel_delivery")
+    binding = models.ForeignKey(ChannelBinding, on_delete=models.CASCADE, related_name="deliveries")
+    target = models.JSONField(default=dict)
+    parts_sent = models.PositiveIntegerField(default=0)
+    # A delivery task holds the row until this time; another one (a duplicate trigger)
+    # leaves it alone meanwhile.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "channel deliveries"
+
+    def __str__(self) -> str:
+        state = "delivered" if self.delivered_at else "pending"
+        return f"delivery of turn {self.turn_id} ({state})"

@@ -22,7 +22,7 @@ def run_turn(*, tenant: str, turn_id: int) -> None:
         .first()
     )
     if row is not None:
-        run_session(*row)
+        run_session(row[0], tenant, row[1])
 
 
 @shared_task(name="agents.resume_session")
@@ -34,7 +34,7 @@ def resume_session(*, tenant: str, session_id: int) -> None:
         .first()
     )
     if row is not None:
-        run_session(*row)
+        run_session(row[0], tenant, row[1])
 
 
 @shared_task(name="agents.reap_stale_turns")
@@ -42,3 +42,27 @@ def reap_stale_turns() -> dict:
     """celery-beat runs this every REAPER_INTERVAL_SECONDS (see beamclaw.celery)."""
     report = reaper.reap_stale_turns()
     return {"running": report.redispatched_running, "queued": report.redispatched_queued}
+
+
+@shared_task(name="agents.fire_cron_job")
+def fire_cron_job(*, tenant: str, cron_job_id: int) -> str | None:
+    """celery-beat sends this when a CronJob is due (its PeriodicTask, kept by agents.cron)."""
+    from agents import cron
+    from agents.models import CronJob, CronTrigger
+
+    job = CronJob.objects.filter(pk=cron_job_id, tenant__slug=tenant).first()
+    if job is None:  # deleted since beat sent this
+        return None
+    return cron.run_cron_job(job=job, trigger=CronTrigger.SCHEDULE).outcome
+
+
+@shared_task(name="agents.deliver_reply", bind=True, max_retries=None)
+def deliver_reply(self, *, tenant: str, turn_id: int) -> str:
+    """Post a finished channel turn's answer (sent by agents.channels.delivery)."""
+    from agents.channels import delivery
+
+    outcome = delivery.deliver_reply(tenant_slug=tenant, turn_id=turn_id)
+    if outcome.retry_in is not None:
+        # The attempt count lives on the ChannelDelivery row, which decides when to stop.
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status

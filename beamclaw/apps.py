@@ -1,5 +1,18 @@
+"""The project's own app: wires the telemetry handlers into every process at startup."""
+
 from django.apps import AppConfig
 
 
 class BeamclawConfig(AppConfig):
     name = "beamclaw"
+
+    def ready(self) -> None:
+        # Every process (web, workers, beat, commands) gets the same handlers; register()
+        # ignores a handler it already has, so a second ready() adds nothing. The metrics
+        # module is imported only now, after settings exported PROMETHEUS_MULTIPROC_DIR.
+        from beamclaw import event_log, metrics, telemetry
+        from tenants import metering
+
+        telemetry.register(metering.record_usage, "provider.call")
+        telemetry.register(metrics.observe)
+        telemetry.register(event_log.log_event)

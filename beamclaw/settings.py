@@ -6,13 +6,16 @@ sets DATABASE_URL, REDIS_URL, SECRET_KEY, DEBUG=0 and ALLOWED_HOSTS.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
 import warnings
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("BEAMCLAW_VAR_DIR", BASE_DIR / "var"))
@@ -246,6 +249,67 @@ TOOLS_HTTP_ALLOW_PRIVATE = env_bool("TOOLS_HTTP_ALLOW_PRIVATE", False)
 TOOLS_HTTP_ALLOWED_HOSTS = env_list("TOOLS_HTTP_ALLOWED_HOSTS", [])
 TOOLS_HTTP_MAX_BYTES = env_int("TOOLS_HTTP_MAX_BYTES", 100_000)
 TOOLS_HTTP_TIMEOUT = env_float("TOOLS_HTTP_TIMEOUT", 10.0)
+
+# Model prices in USD per million tokens, for UsageRecord.cost (tenants/metering.py). A
+# model is priced by its exact name, else by the longest entry it extends with a dash (a
+# dated snapshot such as gpt-4o-2024-08-06 costs what gpt-4o costs), else by
+# DEFAULT_MODEL_PRICE. MODEL_PRICES_JSON adds or replaces entries:
+# '{"my-model": {"input": 1.5, "output": 6}}'.
+MODEL_PRICES: dict[str, dict[str, Decimal]] = {
+    "gpt-4o-mini": {"input": Decimal("0.15"), "output": Decimal("0.60")},
+    "gpt-4o": {"input": Decimal("2.50"), "output": Decimal("10.00")},
+    "claude-3-5-haiku-latest": {"input": Decimal("0.80"), "output": Decimal("4.00")},
+    "claude-3-5-haiku": {"input": Decimal("0.80"), "output": Decimal("4.00")},
+    "claude-sonnet-4": {"input": Decimal("3"), "output": Decimal("15")},
+    "offline-1": {"input": Decimal("0"), "output": Decimal("0")},
+}
+
+
+def _model_prices_from_env(name: str) -> dict[str, dict[str, Decimal]]:
+    raw = os.environ.get(name) or "{}"
+    try:
+        # Prices go straight to Decimal: a float would bill 0.15 as 0.1499999...
+        prices = json.loads(raw, parse_float=Decimal, parse_int=Decimal)
+        return {
+            str(model): {"input": Decimal(price["input"]), "output": Decimal(price["output"])}
+            for model, price in prices.items()
+        }
+    except (ValueError, TypeError, KeyError, AttributeError, InvalidOperation) as exc:
+        raise ImproperlyConfigured(
+            f'{name} must be a JSON object {{"<model>": {{"input": <USD per 1M tokens>, '
+            f'"output": <USD per 1M tokens>}}}}: {exc!r}'
+        )
+
+
+MODEL_PRICES.update(_model_prices_from_env("MODEL_PRICES_JSON"))
+DEFAULT_MODEL_PRICE = {"input": Decimal("0"), "output": Decimal("0")}
+
+# Prometheus multiprocess mode (beamclaw/metrics.py): every process on this host (web,
+# workers) writes its samples to files in this directory and GET /metrics adds them up.
+# prometheus_client decides on multiprocess mode when it is first imported, by this
+# environment variable, so it is exported here, before anything imports the client; child
+# processes inherit it. Whoever starts the platform empties it first (scripts/dev.py does;
+# `beamclaw.metrics.reset_multiprocess_dir()`), or dead processes' files would be counted.
+# A relative path is taken from the project root, so every process agrees on it.
+PROMETHEUS_MULTIPROC_DIR = BASE_DIR / (
+    os.environ.get("PROMETHEUS_MULTIPROC_DIR") or VAR_DIR / "prometheus"
+)
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+# GET /metrics is an operator endpoint: firewall it, or set this to require
+# `Authorization: Bearer <METRICS_TOKEN>` (what Prometheus sends with `authorization:`).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
+# Channels (agents/channels): the Slack and Discord Web API roots are settings so tests and
+# staging can point them at a fake. A reply that fails with 429/5xx is retried with
+# exponential backoff (or the Retry-After asked for), up to CHANNEL_DELIVERY_MAX_ATTEMPTS.
+SLACK_API_BASE_URL = os.environ.get("SLACK_API_BASE_URL", "https://slack.com/api")
+DISCORD_API_BASE_URL = os.environ.get("DISCORD_API_BASE_URL", "https://discord.com/api/v10")
+CHANNEL_HTTP_TIMEOUT = env_float("CHANNEL_HTTP_TIMEOUT", 10.0)
+CHANNEL_DELIVERY_MAX_ATTEMPTS = env_int("CHANNEL_DELIVERY_MAX_ATTEMPTS", 6)
+CHANNEL_DELIVERY_BACKOFF_BASE = env_float("CHANNEL_DELIVERY_BACKOFF_BASE", 2.0)
+# Signed webhook requests older (or newer) than this are refused as replays.
+CHANNEL_SIGNATURE_MAX_AGE_SECONDS = env_int("CHANNEL_SIGNATURE_MAX_AGE_SECONDS", 300)
 
 # --- i18n, static ---------------------------------------------------------------------
 

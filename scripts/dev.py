@@ -36,6 +36,10 @@ REDIS_DIR = VAR_DIR / "redis"
 # While `make run` runs with a private Redis, its URL is here so `make worker` can join it.
 RUN_REDIS_URL_FILE = REDIS_DIR / "run.url"
 DEMO_FILE = VAR_DIR / "demo.json"
+# Same rule as settings.PROMETHEUS_MULTIPROC_DIR: where every process writes its metrics.
+# The tests have their own, so `make test` leaves a running `make run`'s metrics alone.
+METRICS_DIR = ROOT / (os.environ.get("PROMETHEUS_MULTIPROC_DIR") or VAR_DIR / "prometheus")
+TEST_METRICS_DIR = METRICS_DIR.with_name(f"{METRICS_DIR.name}-test")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TEST_REDIS_DB = 15
 PYTHON = sys.executable
@@ -279,6 +283,16 @@ def child_env(redis_url: str, **extra: str) -> dict[str, str]:
     return dict(os.environ, REDIS_URL=redis_url, PYTHONUNBUFFERED="1", **extra)
 
 
+def reset_metrics(directory: Path) -> None:
+    """Empty a Prometheus multiprocess directory before the platform's processes start:
+    files left by processes of an earlier run would be added to this run's metrics."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from beamclaw.metrics import reset_multiprocess_dir  # imports no Django settings
+
+    reset_multiprocess_dir(directory)
+
+
 def manage(args: list[str], env: dict[str, str]) -> None:
     command = ["manage.py", *args]
     result = subprocess.run([PYTHON, *command], cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
@@ -431,6 +445,7 @@ def cmd_run(args: list[str]) -> int:
             text = f"\nNo answer from http://127.0.0.1:{port}/healthz in 120 s; see above.\n"
         manager.show(text)
 
+    reset_metrics(METRICS_DIR)
     manager = DevManager(
         after_start=lambda m: threading.Thread(target=announce, args=(m,), daemon=True).start()
     )
@@ -484,7 +499,9 @@ def cmd_test(pytest_args: list[str]) -> int:
             TEST_REDIS_URL=test_url,
             CELERY_BROKER_URL=test_url,
             CELERY_RESULT_BACKEND=test_url,
+            PROMETHEUS_MULTIPROC_DIR=str(TEST_METRICS_DIR),
         )
+        reset_metrics(TEST_METRICS_DIR)
         command = [PYTHON, "-m", "pytest", *pytest_args]
         step(shlex.join(["pytest", *pytest_args]))
         code = subprocess.run(command, cwd=ROOT, env=env).returncode  # stdin stays: --pdb

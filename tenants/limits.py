@@ -20,6 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db.models import F, Sum
+from redis.exceptions import RedisError
 
 from beamclaw.redis import get_redis, key
 
@@ -128,13 +129,21 @@ def admit_call(tenant: Tenant, estimate: int) -> Reservation:
 
 
 def settle(reservation: Reservation, actual_tokens: int) -> None:
-    """Replace the reserved estimate with what the call really used."""
+    """Replace the reserved estimate with what the call really used.
+
+    Never fails the caller: the answer is already paid for. If Redis is unreachable the
+    counter keeps the estimate until it is re-seeded from the usage table.
+    """
     delta = actual_tokens - reservation.estimate
-    if delta:
-        pipe = get_redis().pipeline(transaction=False)
-        pipe.incrby(reservation.day_key, delta)
-        pipe.incrby(reservation.month_key, delta)
+    if not delta:
+        return
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.incrby(reservation.day_key, delta)
+    pipe.incrby(reservation.month_key, delta)
+    try:
         pipe.execute()
+    except RedisError:
+        log.warning("could not settle token usage for tenant %s", reservation.tenant_id)
 
 
 # --- Concurrent turns -----------------------------------------------------------------

@@ -71,7 +71,7 @@ def log_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def platform_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+def platform_env(django_db_setup, django_db_blocker, channel_api_server) -> dict[str, str]:
     """Environment for child processes: the test database and the test Redis."""
     with django_db_blocker.unblock():
         database_url = test_database_url()
@@ -86,6 +86,12 @@ def platform_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         SECRET_KEY=settings.SECRET_KEY,
         DEBUG="1",
         LOG_LEVEL="WARNING",
+    )
+    # Workers post channel replies to the fake Slack/Discord API (tests/agents/test_channels).
+    env.update(
+        SLACK_API_BASE_URL=channel_api_server.slack_url,
+        DISCORD_API_BASE_URL=channel_api_server.discord_url,
+        CHANNEL_DELIVERY_BACKOFF_BASE="0.2",
     )
     return env
 
@@ -213,3 +219,44 @@ def globex(db) -> TenantFixture:
 def agent(acme, model):
     """Agent `ops` of tenant acme, on the fake model server's OpenAI endpoint."""
     return make_agent(acme.tenant, model)
+
+
+BEAT_ARGS = [
+    "-m",
+    "celery",
+    "-A",
+    "beamclaw",
+    "beat",
+    "-S",
+    "django_celery_beat.schedulers:DatabaseScheduler",
+    # Look for schedule changes every second (DatabaseScheduler's default is 5 s).
+    "--max-interval",
+    "1",
+    "-l",
+    "warning",
+]
+
+
+def start_beat(env: dict[str, str], log_dir: Path, name: str = "beat") -> Process:
+    """A real celery-beat process; returns once it has written the platform's schedule."""
+    from django_celery_beat.models import PeriodicTask
+
+    beat = Process(name, python(*BEAT_ARGS), env, log_dir)
+    platform_entries = list(settings.CELERY_BEAT_SCHEDULE)
+
+    def loaded() -> bool:
+        assert beat.alive(), f"beat exited:\n{beat.log()[-3000:]}"
+        return PeriodicTask.objects.filter(name__in=platform_entries).exists()
+
+    wait_until(loaded, timeout=30, message=f"{name} to load its schedule")
+    return beat
+
+
+@pytest.fixture(scope="session")
+def channel_api_server():
+    """The fake Slack Web API and Discord API on loopback (agents.channels.fake_api)."""
+    from agents.channels.fake_api import FakeChannelApi
+
+    server = FakeChannelApi().start()
+    yield server
+    server.stop()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import cron_views, views
 
 urlpatterns = [
     path("agents", views.AgentListView.as_view(), name="agent-list"),
@@ -19,4 +19,8 @@ urlpatterns = [
     path("turns/<int:turn_id>", views.TurnDetailView.as_view(), name="turn-detail"),
     path("turns/<int:turn_id>/cancel", views.TurnCancelView.as_view(), name="turn-cancel"),
     path("turns/<int:turn_id>/events", views.TurnEventsView.as_view(), name="turn-events"),
+    path("cron-jobs", cron_views.CronJobListView.as_view(), name="cron-job-list"),
+    path("cron-jobs/<int:job_id>", cron_views.CronJobDetailView.as_view(), name="cron-job-detail"),
+    path("cron-jobs/<int:job_id>/run", cron_views.CronJobRunView.as_view(), name="cron-job-run"),
+    path("cron-jobs/<int:job_id>/runs", cron_views.CronJobRunsView.as_view(), name="cron-job-runs"),
 ]

@@ -9,7 +9,7 @@ session since, in which case nothing is written and LeaseLost is raised.
 from __future__ import annotations
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, PositiveIntegerField, Q, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -39,12 +39,19 @@ def start_turn(turn: Turn, fence: int) -> bool:
     """
     with transaction.atomic():
         _take_seqs(turn.session_id, fence, 0)  # lock first: a `collect` may be adding
+        # An attempt is a first start or a restart after a worker died with the turn
+        # `running`; resuming after a park, a hand-back or sub-agents is not a new one.
+        new_attempt = Q(status=TurnStatus.RUNNING) | Q(started_at__isnull=True)
         claimed = Turn.objects.filter(
             pk=turn.pk, status__in=[TurnStatus.QUEUED, TurnStatus.RUNNING]
         ).update(
             status=TurnStatus.RUNNING,
             fence=fence,
-            attempts=F("attempts") + 1,
+            attempts=Case(
+                When(new_attempt, then=F("attempts") + 1),
+                default=F("attempts"),
+                output_field=PositiveIntegerField(),
+            ),
             started_at=Coalesce(F("started_at"), timezone.now()),
         )
         if not claimed:
@@ -58,9 +65,10 @@ def start_turn(turn: Turn, fence: int) -> bool:
             first = _take_seqs(turn.session_id, fence, len(pending))
             for offset, message_id in enumerate(pending):
                 Message.objects.filter(pk=message_id).update(seq=first + offset)
+    if turn.status == TurnStatus.RUNNING or turn.started_at is None:
+        turn.attempts += 1
     turn.status = TurnStatus.RUNNING
     turn.fence = fence
-    turn.attempts += 1
     return True
 
 

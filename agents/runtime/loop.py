@@ -98,13 +98,19 @@ class TurnRun:
             log.warning("could not publish %s for turn %s", event_type, self.turn.pk)
 
 
-def run_session(tenant_id: int, session_id: int) -> None:
+def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
     """Run the session's runnable turns in order while holding its lease."""
+    if draining.is_set():
+        # This worker is stopping: pass the trigger on. Held as an ETA message, it goes
+        # back to the queue with the other reserved ones when this worker exits.
+        dispatch_session(tenant_slug, session_id, countdown=1)
+        return
     while True:
         lease = Lease(tenant_id, session_id)
         if not lease.acquire():
             return  # the holder runs our turn before it lets go
         parked = False
+        resume_after: float | None = None
         try:
             while (turn := next_turn(session_id)) is not None:
                 if not limits.acquire_slot(turn.tenant, session_id, order=turn.pk):
@@ -120,13 +126,19 @@ def run_session(tenant_id: int, session_id: int) -> None:
                     break
                 try:
                     _run_with_slot(turn, lease)
-                except ParkTurn:
-                    return
+                except ParkTurn as park:
+                    resume_after = park.delay
+                    break
         except LeaseLost:
             log.warning("lost the lease on session %s; stopping", session_id)
             return
         finally:
             lease.release()
+        if resume_after is not None:
+            # Sent only now that the lease is free: sooner, the trigger could find the
+            # lease still held and end, stranding the turn until the reaper.
+            dispatch_session(tenant_slug, session_id, countdown=resume_after)
+            return
         if parked:
             # Parked: the turn that frees a slot hands it to us and dispatches us. If
             # that happened while we still held the lease, its dispatch found the lease
@@ -196,7 +208,6 @@ def run_turn(turn: Turn, lease: Lease) -> None:
     except ParkTurn as park:
         fenced.requeue(turn, lease.fence, **_usage(turn))
         log.info("turn %s %s", turn.pk, park)
-        dispatch_session(turn.tenant.slug, turn.session_id, countdown=park.delay)
         raise
     except LeaseLost:
         raise

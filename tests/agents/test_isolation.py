@@ -4,6 +4,7 @@ import pytest
 
 from agents import services
 from agents.models import Agent, Session, Turn
+from beamclaw.telemetry import emit
 
 pytestmark = pytest.mark.django_db
 
@@ -50,11 +51,31 @@ def test_lists_only_show_the_callers_rows(acme, globex_objects):
     services.create_agent(tenant=acme.tenant, slug="mine")
     services.submit_message(tenant=acme.tenant, session_key="agent:mine:main", content="hi")
 
+    agent, _, turn = globex_objects
+    emit(
+        "provider.call",
+        tenant_id=agent.tenant_id,
+        tenant="globex",
+        agent_id=agent.pk,
+        agent=agent.slug,
+        turn_id=turn.pk,
+        provider="openai",
+        model="gpt-4o",
+        input_tokens=900,
+        output_tokens=100,
+        latency_s=0.5,
+        attempts=1,
+        ok=True,
+        error_code="",
+    )
+
     agents = acme.client.get("/api/v1/agents").json()["results"]
     sessions = acme.client.get("/api/v1/sessions").json()["results"]
+    usage = acme.client.get("/api/v1/usage", {"group_by": "model"}).json()
 
     assert [a["slug"] for a in agents] == ["mine"]
     assert [s["key"] for s in sessions] == ["agent:mine:main"]
+    assert usage["groups"] == [] and usage["totals"]["calls"] == 0
 
 
 def test_the_same_session_key_in_two_tenants_is_two_sessions(acme, globex_objects):

@@ -1,0 +1,137 @@
+"""Creating and changing channel bindings, reading their secrets, naming their sessions.
+
+Secrets go in encrypted (beamclaw.crypto) and come out only here, for the code that signs
+or posts with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from nacl.exceptions import CryptoError
+from nacl.signing import VerifyKey
+
+from agents.models import Agent, ChannelBinding, ChannelKind, ChannelSessionScope
+from beamclaw.api.errors import ApiError
+from beamclaw.crypto import decrypt, encrypt
+from tenants.models import Tenant
+
+SECRET_FIELDS = ("signing_secret", "bot_token")
+UPDATABLE = frozenset(
+    {"name", "agent", "external_id", "session_scope", "public_key", *SECRET_FIELDS}
+)
+
+# One part of a session name: agents.services.SESSION_KEY_RE allows `[A-Za-z0-9_.:-]`, and
+# the colon separates parts, so it is replaced inside one.
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+SESSION_NAME_MAX = 200
+
+
+def session_key(agent_slug: str, *parts: object) -> str:
+    """`agent:<slug>:<part>:<part>...`, each part made safe; too long a name keeps its
+    start and gets a digest of the whole, so distinct names stay distinct."""
+    name = ":".join(_UNSAFE.sub("-", str(part)).strip("-") or "-" for part in parts)
+    if len(name) > SESSION_NAME_MAX:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        name = f"{name[: SESSION_NAME_MAX - 17]}.{digest}"
+    return f"agent:{agent_slug}:{name}"
+
+
+def signing_secret(binding: ChannelBinding) -> str:
+    return decrypt(binding.signing_secret_encrypted)
+
+
+def bot_token(binding: ChannelBinding) -> str:
+    return decrypt(binding.bot_token_encrypted)
+
+
+def check_public_key(public_key: str) -> None:
+    try:
+        VerifyKey(bytes.fromhex(public_key))
+    except (ValueError, TypeError, CryptoError):
+        raise ApiError(
+            "invalid_public_key",
+            "The Discord public key must be the 64 hex digits shown on the application's "
+            "General Information page.",
+        )
+
+
+def validate_binding(binding: ChannelBinding, *, has_signing_secret: bool) -> None:
+    """What a binding needs before a webhook can trust a request for it."""
+    if binding.kind not in ChannelKind.values:
+        raise ApiError("invalid_kind", f"Unknown channel kind '{binding.kind}'.")
+    if binding.session_scope not in ChannelSessionScope.values:
+        raise ApiError(
+            "invalid_session_scope",
+            f"Unknown session scope '{binding.session_scope}'.",
+            details={"allowed": ChannelSessionScope.values},
+        )
+    if binding.agent.tenant_id != binding.tenant_id or binding.agent.deleted_at is not None:
+        raise ApiError("agent_not_found", f"There is no agent '{binding.agent.slug}'.", status=404)
+    if binding.kind == ChannelKind.SLACK and not has_signing_secret:
+        raise ApiError("signing_secret_required", "A Slack binding needs the app's signing secret.")
+    if binding.kind == ChannelKind.DISCORD:
+        check_public_key(binding.public_key)
+
+
+def _agent(tenant: Tenant, agent: Agent | str) -> Agent:
+    if isinstance(agent, Agent):
+        return agent
+    found = Agent.objects.filter(tenant=tenant, slug=agent, deleted_at__isnull=True).first()
+    if found is None:
+        raise ApiError("agent_not_found", f"There is no agent '{agent}'.", status=404)
+    return found
+
+
+def save_binding(
+    *, binding: ChannelBinding, signing_secret: str = "", bot_token: str = ""
+) -> ChannelBinding:
+    """Validate and store the binding; a secret given is encrypted, one left "" is kept
+    (secrets are write-only: a form that never shows them must not erase them)."""
+    if signing_secret.strip():
+        binding.signing_secret_encrypted = encrypt(signing_secret.strip())
+    if bot_token.strip():
+        binding.bot_token_encrypted = encrypt(bot_token.strip())
+    binding.external_id = binding.external_id.strip()
+    binding.public_key = binding.public_key.strip().lower()
+    validate_binding(binding, has_signing_secret=bool(binding.signing_secret_encrypted))
+    binding.save()
+    return binding
+
+
+def create_binding(
+    *,
+    tenant: Tenant,
+    kind: str,
+    agent: Agent | str,
+    name: str = "",
+    external_id: str = "",
+    session_scope: str = ChannelSessionScope.CHANNEL_OR_THREAD,
+    signing_secret: str = "",
+    bot_token: str = "",
+    public_key: str = "",
+) -> ChannelBinding:
+    binding = ChannelBinding(
+        tenant=tenant,
+        kind=kind,
+        agent=_agent(tenant, agent),
+        name=name,
+        external_id=external_id,
+        session_scope=session_scope,
+        public_key=public_key,
+    )
+    return save_binding(binding=binding, signing_secret=signing_secret, bot_token=bot_token)
+
+
+def update_binding(*, binding: ChannelBinding, **changes) -> ChannelBinding:
+    """Change some of UPDATABLE; a secret given as "" is left as it is."""
+    unknown = set(changes) - UPDATABLE
+    if unknown:
+        raise TypeError(f"cannot change {', '.join(sorted(unknown))}")
+    secrets = {name: changes.pop(name) or "" for name in SECRET_FIELDS if name in changes}
+    if "agent" in changes:
+        binding.agent = _agent(binding.tenant, changes.pop("agent"))
+    for field, value in changes.items():
+        setattr(binding, field, value)
+    return save_binding(binding=binding, **secrets)

@@ -1,0 +1,186 @@
+"""Answers back to Slack and Discord: when a channel turn finishes, post what it said.
+
+A telemetry handler (registered by AgentsConfig.ready in every process) sees each
+`turn.finished`; for a turn with a ChannelDelivery it sends the Celery task
+`agents.deliver_reply`, which posts the answer (or a short note if the turn failed or
+was cancelled). A delivery is claimed in the database before anything is posted, and the
+pieces of a long answer are counted as they go out, so one turn is never answered twice
+and a retry after a 429 or 5xx continues where the last attempt stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from agents.models import (
+    ChannelDelivery,
+    ChannelKind,
+    Message,
+    MessageRole,
+    Turn,
+    TurnStatus,
+)
+from beamclaw import telemetry
+from beamclaw.crypto import decrypt
+
+from . import DeliveryFailed, bindings, discord, slack
+
+log = logging.getLogger(__name__)
+
+CHANNEL_SOURCES = (slack.SOURCE, discord.SOURCE)
+# A delivery task holds its row this long: more than posting every piece takes (each
+# call is bounded by CHANNEL_HTTP_TIMEOUT), so a duplicate trigger meanwhile does nothing.
+CLAIM_SECONDS = 300
+MAX_RETRY_DELAY_SECONDS = 300.0
+
+
+def register() -> None:
+    telemetry.register(on_turn_finished, "turn.finished")
+
+
+def on_turn_finished(event: str, metadata: dict) -> None:
+    """Telemetry handler: a finished channel turn gets its answer posted by a task."""
+    turn_id = metadata.get("turn_id")
+    pending = ChannelDelivery.objects.filter(
+        turn_id=turn_id, turn__source__in=CHANNEL_SOURCES, delivered_at__isnull=True
+    )
+    if turn_id is None or not pending.exists():
+        return
+    tenant = metadata["tenant"]
+    transaction.on_commit(lambda: _send_task(tenant, turn_id))
+
+
+def _send_task(tenant: str, turn_id: int) -> None:
+    from agents.tasks import deliver_reply
+
+    try:
+        deliver_reply.apply_async(kwargs={"tenant": tenant, "turn_id": turn_id})
+    except Exception:  # the broker is down: the answer is lost, the turn row keeps it
+        log.exception("could not queue the reply of turn %s", turn_id)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a delivery attempt did; `retry_in` is set when the task should try again."""
+
+    status: str  # delivered | skipped | failed | retry
+    retry_in: float | None = None
+
+
+def deliver_reply(*, tenant_slug: str, turn_id: int) -> Outcome:
+    """Post the finished turn's answer to where its message came from, once."""
+    delivery = (
+        ChannelDelivery.objects.filter(turn_id=turn_id, turn__tenant__slug=tenant_slug)
+        .select_related("binding", "turn")
+        .first()
+    )
+    if delivery is None or delivery.delivered_at is not None or not delivery.turn.is_final:
+        return Outcome("skipped")
+    now = timezone.now()
+    claimed = (
+        ChannelDelivery.objects.filter(pk=delivery.pk, delivered_at__isnull=True)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1)
+    )
+    if not claimed:
+        return Outcome("skipped")  # delivered meanwhile, or another task is at it
+    delivery.refresh_from_db()
+    parts = reply_parts(delivery)
+    try:
+        for index in range(delivery.parts_sent, len(parts)):
+            _post(delivery, index, parts[index])
+            ChannelDelivery.objects.filter(pk=delivery.pk).update(parts_sent=index + 1)
+    except DeliveryFailed as failure:
+        retry = failure.retryable and delivery.attempts < settings.CHANNEL_DELIVERY_MAX_ATTEMPTS
+        ChannelDelivery.objects.filter(pk=delivery.pk).update(
+            claimed_until=None, last_error=failure.message[:1000]
+        )
+        log.warning(
+            "reply of turn %s, attempt %s: %s%s",
+            turn_id,
+            delivery.attempts,
+            failure.message,
+            "; retrying" if retry else "; giving up",
+        )
+        if not retry:
+            return Outcome("failed")
+        return Outcome("retry", retry_in=_retry_delay(failure, delivery.attempts))
+    ChannelDelivery.objects.filter(pk=delivery.pk).update(
+        delivered_at=timezone.now(), claimed_until=None, last_error=""
+    )
+    return Outcome("delivered")
+
+
+def _retry_delay(failure: DeliveryFailed, attempts: int) -> float:
+    if failure.retry_after is not None:
+        return min(failure.retry_after, MAX_RETRY_DELAY_SECONDS)
+    backoff = settings.CHANNEL_DELIVERY_BACKOFF_BASE * 2 ** (attempts - 1)
+    return min(backoff, MAX_RETRY_DELAY_SECONDS)
+
+
+def _post(delivery: ChannelDelivery, index: int, text: str) -> None:
+    binding, target = delivery.binding, delivery.target
+    if binding.kind == ChannelKind.SLACK:
+        slack.post_message(
+            token=bindings.bot_token(binding),
+            channel=target["channel"],
+            text=text,
+            thread_ts=target.get("thread_ts") or "",
+        )
+        return
+    address = {
+        "application_id": target["application_id"],
+        "token": decrypt(target["token_encrypted"]),
+    }
+    if index == 0:
+        discord.edit_original(**address, content=text)
+    else:
+        discord.follow_up(**address, content=text)
+
+
+def reply_parts(delivery: ChannelDelivery) -> list[str]:
+    limit = slack.PART_CHARS if delivery.binding.kind == ChannelKind.SLACK else discord.PART_CHARS
+    return split_text(reply_text(delivery.turn), limit)
+
+
+def reply_text(turn: Turn) -> str:
+    """The turn's final answer; for a turn that did not succeed, a short note saying so."""
+    if turn.status == TurnStatus.SUCCEEDED:
+        final = (
+            Message.objects.filter(turn=turn, role=MessageRole.ASSISTANT, seq__isnull=False)
+            .order_by("-seq")
+            .first()
+        )
+        answer = final.content.strip() if final else ""
+        return answer or "(The agent finished without an answer.)"
+    if turn.status == TurnStatus.CANCELLED:
+        return f"(Stopped before answering: {turn.error_code or 'cancelled'}.)"
+    # The code, not the message: an error message may name internals.
+    return f"Sorry, I could not answer this time ({turn.error_code or 'error'})."
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Pieces of at most `limit` characters, cut at a paragraph break if there is one in
+    the second half of the piece, else at a line break, else a space, else anywhere."""
+    pieces: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        for separator in ("\n\n", "\n", " "):
+            cut = rest.rfind(separator, limit // 2, limit)
+            if cut != -1:
+                pieces.append(rest[:cut].rstrip())
+                rest = rest[cut + len(separator) :].lstrip("\n")
+                break
+        else:
+            pieces.append(rest[:limit])
+            rest = rest[limit:]
+    if rest or not pieces:
+        pieces.append(rest)
+    return [piece for piece in pieces if piece] or [""]

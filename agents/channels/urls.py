@@ -1,0 +1,14 @@
+"""Webhook URLs, mounted under /hooks/ (see agents.channels.views)."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("slack/<str:binding_id>/events", views.slack_events, name="slack-events"),
+    path(
+        "discord/<str:binding_id>/interactions",
+        views.discord_interactions,
+        name="discord-interactions",
+    ),
+]

@@ -1,0 +1,120 @@
+"""The Slack and Discord webhooks: check the signature over the raw body, then act.
+
+Plain Django views, not DRF: the signature covers the exact bytes received, so nothing
+may parse the body first. drf-spectacular documents DRF views only, so these stay out of
+the OpenAPI schema. An unknown binding id answers exactly like a bad signature (401), so
+the answers never tell which bindings exist.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from redis.exceptions import RedisError
+
+from agents.models import ChannelBinding, ChannelKind
+from beamclaw.api.errors import error_body
+
+from . import RequestRefused, bindings, check_timestamp, discord, slack
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse(error_body(code, message), status=status)
+
+
+def _binding(binding_id: str, kind: str) -> ChannelBinding | None:
+    if not binding_id.isdigit():
+        return None
+    return (
+        ChannelBinding.objects.filter(pk=int(binding_id), kind=kind)
+        .select_related("tenant", "agent")
+        .first()
+    )
+
+
+def _json_object(body: bytes) -> dict | None:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _signed_headers(request: HttpRequest, timestamp: str, signature: str) -> tuple[str, str]:
+    values = request.headers.get(timestamp), request.headers.get(signature)
+    if not all(values):
+        raise RequestRefused(
+            "missing_signature", f"The request needs the {timestamp} and {signature} headers."
+        )
+    check_timestamp(values[0])
+    return values
+
+
+@csrf_exempt
+def slack_events(request: HttpRequest, binding_id: str) -> JsonResponse:
+    """Slack Events API request URL: `url_verification`, app mentions, direct messages."""
+    if request.method != "POST":
+        return _error(405, "method_not_allowed", "Slack sends events with POST.")
+    body = request.body
+    try:
+        timestamp, signature = _signed_headers(
+            request, "X-Slack-Request-Timestamp", "X-Slack-Signature"
+        )
+        binding = _binding(binding_id, ChannelKind.SLACK)
+        secret = bindings.signing_secret(binding) if binding else None
+        slack.verify(secret=secret, timestamp=timestamp, signature=signature, body=body)
+    except RequestRefused as refused:
+        return _error(401, refused.code, refused.message)
+
+    payload = _json_object(body)
+    if payload is None:
+        return _error(400, "malformed_request", "The body is not a JSON object.")
+    if payload.get("type") == "url_verification":
+        return JsonResponse({"challenge": str(payload.get("challenge") or "")})
+    if payload.get("type") != "event_callback":
+        return JsonResponse({"ok": True})
+    try:
+        outcome = slack.handle_event(binding=binding, payload=payload)
+    except RedisError:
+        # No way to tell a retry from a first delivery: let Slack send it again later.
+        return _error(503, "service_unavailable", "Try again shortly.")
+    log.info(
+        "slack event %s for binding %s: %s (retry %s)",
+        payload.get("event_id"),
+        binding.pk,
+        outcome,
+        request.headers.get("X-Slack-Retry-Num", "0"),
+    )
+    return JsonResponse({"ok": True})
+
+
+@csrf_exempt
+def discord_interactions(request: HttpRequest, binding_id: str) -> JsonResponse:
+    """Discord Interactions Endpoint URL: PING, and slash commands (answered deferred)."""
+    if request.method != "POST":
+        return _error(405, "method_not_allowed", "Discord sends interactions with POST.")
+    body = request.body
+    try:
+        timestamp, signature = _signed_headers(
+            request, "X-Signature-Timestamp", "X-Signature-Ed25519"
+        )
+        binding = _binding(binding_id, ChannelKind.DISCORD)
+        public_key = binding.public_key if binding else None
+        discord.verify(public_key=public_key, timestamp=timestamp, signature=signature, body=body)
+    except RequestRefused as refused:
+        return _error(401, refused.code, refused.message)
+
+    payload = _json_object(body)
+    if payload is None:
+        return _error(400, "malformed_request", "The body is not a JSON object.")
+    kind = payload.get("type")
+    if kind == discord.PING:
+        return JsonResponse({"type": discord.PONG})
+    if kind == discord.APPLICATION_COMMAND:
+        return JsonResponse(discord.handle_command(binding=binding, payload=payload))
+    return _error(400, "unsupported_interaction", f"Interactions of type {kind!r} are not handled.")

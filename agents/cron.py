@@ -1,0 +1,474 @@
+"""Cron jobs: messages sent to an agent on a schedule, and the history of their runs.
+
+The CronJob row is the truth and django-celery-beat's PeriodicTask its mirror, rewritten
+in the same transaction on every create, change, pause and delete. Beat's
+DatabaseScheduler reloads its table when `PeriodicTasks` says it changed, and sends
+`agents.fire_cron_job` to the tenant's queue; a run sends the message through
+`submit_message` like any other client.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from celery.schedules import crontab
+from croniter import CroniterError, croniter
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    PeriodicTasks,
+)
+
+from beamclaw.api.errors import ApiError
+from tenants.models import Tenant
+
+from .models import Agent, CronJob, CronOutcome, CronRun, CronScheduleKind, CronTrigger
+from .services import parse_session_key, submit_message
+
+FIRE_TASK = "agents.fire_cron_job"
+NEXT_RUNS = 5
+EVERY_SECONDS_MAX = 366 * 24 * 3600
+
+# Cron's five fields, in order, as celery's crontab() names them.
+CRON_FIELDS = (
+    ("minute", "minute"),
+    ("hour", "hour"),
+    ("day of month", "day_of_month"),
+    ("month", "month_of_year"),
+    ("day of week", "day_of_week"),
+)
+
+
+# --- Schedules ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Exactly one of `cron` (with its `timezone`), `every_seconds` or `at` is set."""
+
+    cron: str = ""
+    timezone: str = ""
+    every_seconds: int | None = None
+    at: datetime | None = None
+
+    @classmethod
+    def of(cls, job: CronJob) -> Schedule:
+        return cls(job.cron, job.timezone, job.every_seconds, job.at)
+
+    def apply_to(self, job: CronJob) -> None:
+        job.cron, job.timezone = self.cron, self.timezone
+        job.every_seconds, job.at = self.every_seconds, self.at
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError("invalid_schedule", message)
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def check_schedule(
+    *,
+    cron: str | None = None,
+    timezone: str | None = None,
+    every_seconds: int | None = None,
+    at: datetime | None = None,
+) -> Schedule:
+    """The schedule, normalised; an `invalid_schedule` ApiError says what is wrong."""
+    kinds = {"cron": cron, "every_seconds": every_seconds, "at": at}
+    given = [name for name, value in kinds.items() if value]
+    if len(given) != 1:
+        raise _invalid(
+            "Give exactly one schedule: 'cron' (with an optional 'timezone'), "
+            f"'every_seconds' or 'at'; got {' and '.join(given) if given else 'none'}."
+        )
+    if timezone and not cron:
+        raise _invalid("'timezone' only applies to a 'cron' schedule.")
+    if cron:
+        zone = timezone or "UTC"
+        if zone not in _time_zones():
+            raise _invalid(
+                f"Unknown time zone '{zone}'; use an IANA name such as 'Europe/Paris' or 'UTC'."
+            )
+        return Schedule(cron=_check_cron(cron), timezone=zone)
+    if every_seconds:
+        if not 1 <= every_seconds <= EVERY_SECONDS_MAX:
+            raise _invalid(f"'every_seconds' must be between 1 and {EVERY_SECONDS_MAX}.")
+        return Schedule(every_seconds=every_seconds)
+    return Schedule(at=at)
+
+
+def _check_cron(expression: str) -> str:
+    """A five-field expression both celery-beat (which fires it) and croniter accept."""
+    fields = expression.split()
+    if len(fields) != len(CRON_FIELDS):
+        raise _invalid(
+            f"'{expression}' is not a cron expression: it needs 5 fields "
+            f"(minute hour day-of-month month day-of-week), not {len(fields)}."
+        )
+    for (label, name), value in zip(CRON_FIELDS, fields, strict=True):
+        try:
+            crontab(**{name: value})
+        except (ValueError, TypeError) as error:
+            reason = str(error)
+            if "literal" in reason:  # celery calls every unknown word a weekday
+                reason = "use numbers, '*', ranges (1-5), lists (1,15) and steps (*/10)."
+            if name == "day_of_week":
+                reason += " Sunday is 0, Saturday 6."
+            raise _invalid(f"Invalid cron expression '{expression}': {label} '{value}': {reason}")
+    if fields[2] != "*" and fields[4] != "*":
+        # Cron runs on days matching either field; celery-beat only on days matching both.
+        raise _invalid(
+            f"Invalid cron expression '{expression}': give a day of month or a day of week, "
+            "not both."
+        )
+    try:
+        crontab(*fields[:2], day_of_month=fields[2], month_of_year=fields[3], day_of_week=fields[4])
+    except (ValueError, TypeError) as error:
+        raise _invalid(f"Invalid cron expression '{expression}': {error}")
+    normalised = " ".join(fields)
+    if not croniter.is_valid(normalised):
+        raise _invalid(f"Invalid cron expression '{expression}'.")
+    return normalised
+
+
+def next_runs(job: CronJob, *, count: int = NEXT_RUNS, now: datetime | None = None) -> list:
+    """When the job fires next (none while it is paused); computed, not read from beat."""
+    if not job.enabled:
+        return []
+    now = now or timezone.now()
+    kind = job.schedule_kind
+    if kind == CronScheduleKind.CRON:
+        found = []
+        try:
+            times = croniter(job.cron, now.astimezone(zoneinfo.ZoneInfo(job.timezone)))
+            for _ in range(count):
+                found.append(times.get_next(datetime))
+        except CroniterError:  # e.g. a date that never comes again
+            pass
+        return found
+    if kind == CronScheduleKind.EVERY:
+        step = timedelta(seconds=job.every_seconds)
+        periods = max(1, math.ceil((now - job.anchor_at) / step))
+        first = job.anchor_at + step * periods
+        return [first + step * i for i in range(count)]
+    return [job.at] if job.at and job.at > now else []
+
+
+# --- The beat mirror ------------------------------------------------------------------
+
+
+def beat_entry_name(job: CronJob) -> str:
+    return f"cron-job-{job.pk}"
+
+
+def _mirror(job: CronJob, *, reset: bool) -> PeriodicTask:
+    """Write the job's PeriodicTask in the caller's transaction.
+
+    `reset` (a new schedule, or resuming) drops beat's memory of past runs, so an
+    interval counts from now and a one-off fires again.
+    """
+    task = job.periodic_task or PeriodicTask(name=beat_entry_name(job))
+    old_clocked_id = task.clocked_id
+    task.task = FIRE_TASK
+    task.kwargs = json.dumps({"tenant": job.tenant.slug, "cron_job_id": job.pk})
+    task.description = f"BeamClaw cron job {job.pk} of tenant {job.tenant.slug}"
+    task.enabled = job.enabled
+    task.interval = task.crontab = task.clocked = None
+    task.one_off = False
+    kind = job.schedule_kind
+    if kind == CronScheduleKind.CRON:
+        minute, hour, day_of_month, month_of_year, day_of_week = job.cron.split()
+        spec = {
+            "minute": minute,
+            "hour": hour,
+            "day_of_month": day_of_month,
+            "month_of_year": month_of_year,
+            "day_of_week": day_of_week,
+            "timezone": job.timezone,
+        }
+        task.crontab = CrontabSchedule.objects.filter(
+            **spec
+        ).first() or CrontabSchedule.objects.create(**spec)
+    elif kind == CronScheduleKind.EVERY:
+        spec = {"every": job.every_seconds, "period": IntervalSchedule.SECONDS}
+        task.interval = IntervalSchedule.objects.filter(
+            **spec
+        ).first() or IntervalSchedule.objects.create(**spec)
+    else:
+        # A clocked row of its own: it goes when the job goes or changes its time.
+        clocked = ClockedSchedule.objects.filter(pk=old_clocked_id).first()
+        if clocked is None:
+            clocked = ClockedSchedule(clocked_time=job.at)
+        clocked.clocked_time = job.at
+        clocked.save()
+        task.clocked = clocked
+        task.one_off = True
+    if reset:
+        task.last_run_at = None
+        task.total_run_count = 0
+    task.save()  # its save signal stamps PeriodicTasks, which is how beat notices
+    if job.periodic_task_id != task.pk:
+        job.periodic_task = task
+        CronJob.objects.filter(pk=job.pk).update(periodic_task=task)
+    if old_clocked_id and old_clocked_id != task.clocked_id:
+        ClockedSchedule.objects.filter(pk=old_clocked_id, periodictask__isnull=True).delete()
+    # Stamp again after commit: a stamp taken inside a transaction that commits after
+    # beat has read a newer one would go unnoticed until beat's 5-minute full reload.
+    transaction.on_commit(PeriodicTasks.update_changed)
+    return task
+
+
+def drop_beat_entry(periodic_task_id: int | None) -> None:
+    """Delete a job's PeriodicTask (and its one-off clock); called when the job is deleted."""
+    if periodic_task_id is None:
+        return
+    task = PeriodicTask.objects.filter(pk=periodic_task_id).first()
+    if task is None:
+        return
+    clocked_id = task.clocked_id
+    task.delete()
+    if clocked_id:
+        ClockedSchedule.objects.filter(pk=clocked_id, periodictask__isnull=True).delete()
+    transaction.on_commit(PeriodicTasks.update_changed)
+
+
+# --- Services -------------------------------------------------------------------------
+
+# What update_cron_job takes, and the columns an edit writes (never run_count: runs own it).
+CHANGEABLE = frozenset(
+    {"agent", "name", "message", "session_key", "schedule", "enabled", "delivery"}
+)
+EDIT_FIELDS = (
+    "agent",
+    "name",
+    "message",
+    "session_key",
+    "cron",
+    "timezone",
+    "every_seconds",
+    "at",
+    "enabled",
+    "delivery",
+    "updated_at",
+)
+
+
+def _locked(job: CronJob) -> CronJob:
+    """The job's current row, locked until the transaction ends (runs and edits queue)."""
+    return (
+        CronJob.objects.select_for_update(of=("self",))
+        .select_related("tenant", "agent")
+        .get(pk=job.pk)
+    )
+
+
+def _agent(tenant: Tenant, slug: str) -> Agent:
+    agent = Agent.objects.filter(tenant=tenant, slug=slug, deleted_at__isnull=True).first()
+    if agent is None:
+        raise ApiError("agent_not_found", f"There is no agent '{slug}'.")
+    return agent
+
+
+def _check_message(message: str) -> None:
+    if not message or not message.strip():
+        raise ApiError("empty_content", "The message is empty.")
+    if len(message.encode()) > settings.MESSAGE_MAX_BYTES:
+        raise ApiError(
+            "content_too_large",
+            f"The message is over {settings.MESSAGE_MAX_BYTES} bytes.",
+            status=413,
+            details={"max_bytes": settings.MESSAGE_MAX_BYTES},
+        )
+
+
+def _check_session_key(session_key: str, agent: Agent | None) -> None:
+    if not session_key:
+        return
+    slug, _ = parse_session_key(session_key)
+    if agent is not None and slug != agent.slug:
+        raise ApiError(
+            "invalid_session_key",
+            f"The session key is for agent '{slug}', but the job's agent is '{agent.slug}'.",
+            details={"key": session_key},
+        )
+
+
+def _check_due(job: CronJob, now: datetime) -> None:
+    """A one-off job that is (re)scheduled or resumed must still have its time ahead."""
+    if job.enabled and job.schedule_kind == CronScheduleKind.ONCE and job.at <= now:
+        raise _invalid(f"The time {job.at.isoformat()} is in the past; give a later 'at'.")
+
+
+def validate_cron_job(job: CronJob, *, rescheduled: bool) -> None:
+    """Everything a job must satisfy before it is saved (the admin form calls this too)."""
+    check_schedule(cron=job.cron, timezone=job.timezone, every_seconds=job.every_seconds, at=job.at)
+    _check_message(job.message)
+    _check_session_key(job.session_key, job.agent)
+    if job.agent is not None and job.agent.tenant_id != job.tenant_id:
+        raise ApiError("agent_not_found", f"There is no agent '{job.agent.slug}'.")
+    if rescheduled:
+        _check_due(job, timezone.now())
+
+
+def save_cron_job(*, job: CronJob, rescheduled: bool) -> CronJob:
+    """Validate and store the job and its beat entry in one transaction.
+
+    `rescheduled` is true for a new job, a changed schedule or a resumed job: interval
+    runs then count from now.
+    """
+    validate_cron_job(job, rescheduled=rescheduled)
+    with transaction.atomic():
+        if job.pk is None:
+            job.anchor_at = timezone.now()
+            job.save()
+        else:
+            # Only what an edit may change: a run writes run_count and anchor_at
+            # concurrently, and a stale copy (the admin's form) must not put them back.
+            fields = list(EDIT_FIELDS)
+            if rescheduled:
+                job.anchor_at = timezone.now()
+                fields.append("anchor_at")
+            job.save(update_fields=fields)
+        _mirror(job, reset=rescheduled)
+    return job
+
+
+def create_cron_job(
+    *,
+    tenant: Tenant,
+    agent: str,
+    message: str,
+    schedule: Schedule,
+    session_key: str = "",
+    name: str = "",
+    enabled: bool = True,
+    delivery: dict | None = None,
+) -> CronJob:
+    job = CronJob(
+        tenant=tenant,
+        agent=_agent(tenant, agent),
+        name=name,
+        message=message,
+        session_key=session_key,
+        enabled=enabled,
+        delivery=delivery,
+    )
+    schedule.apply_to(job)
+    return save_cron_job(job=job, rescheduled=True)
+
+
+def update_cron_job(*, job: CronJob, **changes) -> CronJob:
+    """Change some of: agent (a slug), name, message, session_key ("" for a fresh session
+    per run), schedule (a Schedule), enabled (False pauses), delivery."""
+    unknown = set(changes) - CHANGEABLE
+    if unknown:
+        raise TypeError(f"cannot change {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        job = _locked(job)
+        rescheduled = False
+        if "agent" in changes:
+            job.agent = _agent(job.tenant, changes.pop("agent"))
+        if "schedule" in changes:
+            schedule = changes.pop("schedule")
+            rescheduled = schedule != Schedule.of(job)
+            schedule.apply_to(job)
+        if changes.get("enabled") and not job.enabled:
+            rescheduled = True  # resuming
+        for field, value in changes.items():
+            setattr(job, field, value)
+        return save_cron_job(job=job, rescheduled=rescheduled)
+
+
+def delete_cron_job(*, job: CronJob) -> None:
+    """Delete the job, its history and (through the model's delete hook) its beat entry."""
+    with transaction.atomic():
+        job.delete()
+
+
+def isolated_session_key(job: CronJob, agent: Agent, number: int) -> str:
+    return f"agent:{agent.slug}:cron:{job.pk}:{number}"
+
+
+def _why_not(job: CronJob, trigger: str) -> str:
+    """Why the job may not run now, or "" if it may."""
+    if not job.tenant.is_active:
+        return f"The tenant '{job.tenant.slug}' is suspended."
+    if job.agent is None:
+        return "The job's agent was deleted."
+    if job.agent.deleted_at is not None:
+        return f"The agent '{job.agent.slug}' was deleted."
+    if trigger == CronTrigger.SCHEDULE and not job.enabled:
+        return "The job is paused."  # beat fired before it noticed the pause
+    return ""
+
+
+def run_cron_job(*, job: CronJob, trigger: str) -> CronRun:
+    """Send the job's message now and record the run: submitted (with its turn), skipped
+    (with why: a suspended tenant, a deleted agent, a paused job) or failed (the error)."""
+    with transaction.atomic():
+        job = _locked(job)
+        now = timezone.now()
+        job.run_count += 1
+        changed = ["run_count"]
+        run = CronRun(job=job, number=job.run_count, trigger=trigger)
+        reason = _why_not(job, trigger)
+        if reason:
+            run.outcome, run.detail = CronOutcome.SKIPPED, reason
+        else:
+            run.session_key = job.session_key or isolated_session_key(job, job.agent, run.number)
+            try:
+                submission = submit_message(
+                    tenant=job.tenant,
+                    session_key=run.session_key,
+                    content=job.message,
+                    source="cron",
+                )
+            except ApiError as error:
+                run.outcome, run.detail = CronOutcome.FAILED, f"{error.error_code}: {error.detail}"
+            else:
+                run.outcome, run.turn = CronOutcome.SUBMITTED, submission.turn
+                if not submission.new_turn:
+                    run.detail = f"Joined the queued turn {submission.turn.pk}."
+        if trigger == CronTrigger.SCHEDULE:
+            job.anchor_at = now
+            changed.append("anchor_at")
+            if job.schedule_kind == CronScheduleKind.ONCE and job.enabled:
+                job.enabled = False  # done; beat has disabled its one-off entry too
+                changed.append("enabled")
+        job.save(update_fields=changed)
+        run.save()
+        if "enabled" in changed:
+            _mirror(job, reset=False)
+    return run
+
+
+# --- Selectors ------------------------------------------------------------------------
+
+
+def cron_jobs_of(tenant: Tenant) -> QuerySet[CronJob]:
+    return CronJob.objects.filter(tenant=tenant).select_related("tenant", "agent")
+
+
+def get_cron_job(tenant: Tenant, job_id: int) -> CronJob:
+    job = cron_jobs_of(tenant).filter(pk=job_id).first()
+    if job is None:
+        raise ApiError("cron_job_not_found", f"There is no cron job {job_id}.", status=404)
+    return job
+
+
+def runs_of(job: CronJob) -> QuerySet[CronRun]:
+    return CronRun.objects.filter(job=job).select_related("turn")
