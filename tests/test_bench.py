@@ -1,0 +1,92 @@
+"""`manage.py bench all --quick` runs every scenario end to end and reports every figure.
+
+It starts its own platform (model server, web, workers, beat) on a database it creates and
+drops and on Redis database 14 of the suite's Redis server, so it needs no fixture; the
+speed it measures is not asserted here, only that each figure is there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import TEST_REDIS_URL
+from .support import ROOT
+
+FIGURES = {
+    "overhead": [
+        "turns_per_s",
+        "noop_per_s",
+        "ratio_to_noop",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "overhead_p50_ms",
+        "overhead_p99_ms",
+        "noop_alone_p50_ms",
+        "cpu_ms_per_turn",
+        "client_cpu_ms_per_turn",
+        "completed",
+        "failed",
+    ],
+    "concurrency": [
+        "completed",
+        "throughput_per_s",
+        "bound_per_s",
+        "ratio_to_bound",
+        "model_alone_per_s",
+        "latency_minus_model_p50_ms",
+        "latency_minus_model_p99_ms",
+        "worker_rss_peak_mb",
+        "worker_rss_per_inflight_turn_kb",
+    ],
+    "tenants": [
+        "one_tenant_turns_per_s",
+        "many_tenants_turns_per_s",
+        "ratio_to_one_tenant",
+        "many_tenants_latency_p99_ms",
+    ],
+    "fairness": [
+        "quiet_p50_ms",
+        "quiet_p99_ms",
+        "quiet_alone_p50_ms",
+        "quiet_alone_p99_ms",
+        "p99_ratio",
+        "noisy_finished",
+    ],
+    "sessions": [
+        "small_turns_per_s",
+        "big_turns_per_s",
+        "ratio_to_small",
+        "small_worker_rss_peak_mb",
+        "big_worker_rss_peak_mb",
+        "big_insert_s",
+    ],
+    "recovery": ["lost", "duplicated", "finish_s", "finish_no_kill_s", "finish_ratio"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_bench_reports_every_figure_of_every_scenario(tmp_path):
+    report = tmp_path / "bench.json"
+    env = dict(os.environ, REDIS_URL=TEST_REDIS_URL)
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "TEST_REDIS_URL"):
+        env.pop(name, None)  # bench derives its own from REDIS_URL (database 14)
+    command = [sys.executable, "manage.py", "bench", "all", "--quick", "--json", str(report)]
+
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
+
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    scenarios = json.loads(report.read_text())["scenarios"]
+    assert set(scenarios) == set(FIGURES)
+    for name, figures in FIGURES.items():
+        reported = scenarios[name]["figures"]
+        missing = [f for f in figures if reported.get(f) is None]
+        assert not missing, f"{name} lacks {missing}; notes: {scenarios[name]['notes']}"
+        assert scenarios[name]["error"] is None
+    for name in FIGURES:
+        assert f"\n{name} — " in done.stdout  # the table has a block per scenario
