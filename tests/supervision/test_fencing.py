@@ -62,7 +62,10 @@ def test_a_worker_whose_lease_was_taken_over_cannot_write(queued_turn):
         )
         fenced.append(turn, zombie.fence, [step], iterations=1)  # fine while it holds it
 
-        # Its worker froze past the lease; another worker takes the session over.
+        # Its worker froze past the lease (a frozen worker's keeper renews nothing: this
+        # process's keeper thread, started by earlier tests, must not renew it either);
+        # another worker takes the session over.
+        keeper.forget(zombie)
         redis.Redis.from_url(settings.REDIS_URL).delete(zombie.key)
         successor = Lease(turn.tenant_id, turn.session_id)
         assert successor.acquire()
@@ -88,6 +91,7 @@ def test_a_worker_whose_lease_was_taken_over_cannot_write(queued_turn):
         assert not Message.objects.filter(content="zombie answer").exists()
         # It also learns at its next renewal, and stops at its next step boundary.
         assert zombie.renew() is False
+        keeper.track(zombie)  # it wakes up: its keeper renews again, and finds it taken
         keeper.renew_all()
         with pytest.raises(LeaseLost):
             zombie.check()
