@@ -135,7 +135,11 @@ class Stack:
         self.others: list[Process] = []
         self.base_url: str | None = None
         self._http: httpx.Client | None = None
-        self._probe = Celery("probe", broker=env["CELERY_BROKER_URL"], set_as_current=False)
+        # Celery prefers a CELERY_BROKER_URL in this process's environment (the suite's
+        # Redis) over `broker=`; the read/write URLs win over both.
+        broker = env["CELERY_BROKER_URL"]
+        self._probe = Celery("probe", set_as_current=False)
+        self._probe.conf.update(broker_read_url=broker, broker_write_url=broker)
         self._restarts: dict[str, int] = {}
 
     # -- processes ------------------------------------------------------------------------
