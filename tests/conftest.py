@@ -40,6 +40,8 @@ def _private_redis():
     """Point the platform at the test Redis database and start it empty."""
     override = override_settings(REDIS_URL=TEST_REDIS_URL)
     override.enable()
+    # Celery reads these from the environment before its configuration.
+    os.environ.update(CELERY_BROKER_URL=TEST_REDIS_URL, CELERY_RESULT_BACKEND=TEST_REDIS_URL)
     celery_app.conf.broker_url = TEST_REDIS_URL
     celery_app.conf.result_backend = TEST_REDIS_URL
     redis.Redis.from_url(TEST_REDIS_URL).flushdb()

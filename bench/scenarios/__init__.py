@@ -1,0 +1,12 @@
+"""The scenarios, each a `run(bench) -> Result` that measures its own floor."""
+
+from . import concurrency, fairness, overhead, recovery, sessions, tenants
+
+SCENARIOS = {
+    "overhead": overhead.run,
+    "concurrency": concurrency.run,
+    "tenants": tenants.run,
+    "fairness": fairness.run,
+    "sessions": sessions.run,
+    "recovery": recovery.run,
+}
