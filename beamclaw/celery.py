@@ -78,18 +78,29 @@ app.user_options["worker"].add(
 )
 
 
-class ShardOption(bootsteps.Step):
-    """Reads `--shard` / `--tenants` (or BEAMCLAW_WORKER_SHARD / _TENANTS) at worker start."""
+class WorkerOptions(bootsteps.Step):
+    """At worker start: runs the worker's system checks (beamclaw.checks), then reads
+    `--shard` / `--tenants` (or BEAMCLAW_WORKER_SHARD / _TENANTS)."""
 
     def __init__(self, parent, shard: str | None = None, tenants: str | None = None, **options):
+        from django.core.checks import run_checks
+
+        from beamclaw import checks
         from tenants import queues
 
+        pool = parent.pool_cls if isinstance(parent.pool_cls, str) else parent.pool_cls.__module__
+        checks.worker_options.update(pool=pool, autoscale=options.get("autoscale"))
+        serious = [m for m in run_checks(tags=[checks.WORKER_TAG]) if m.is_serious()]
+        if serious:
+            raise SystemExit("\n".join(f"{m.id}: {m.msg}\n  HINT: {m.hint}" for m in serious))
         if shard or tenants:
             queues.set_current_shard(queues.Shard.from_options(shard, tenants))
         super().__init__(parent, **options)
 
 
-app.steps["worker"].add(ShardOption)
+app.steps["worker"].add(WorkerOptions)
+# Each worker's entry in the registry (beamclaw.workers), renewed while it runs.
+app.steps["worker"].add("beamclaw.workers:Heartbeat")
 
 
 @signals.celeryd_after_setup.connect

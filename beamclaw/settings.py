@@ -108,7 +108,7 @@ ASGI_APPLICATION = "beamclaw.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "beamclaw" / "templates"],  # overrides of the admin's templates
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -238,6 +238,9 @@ TURN_REDISPATCH_AFTER_SECONDS = env_float("TURN_REDISPATCH_AFTER_SECONDS", 30.0)
 # On SIGTERM a worker hands its turns back at their next step boundary; a model or tool
 # call in flight is allowed this long to finish (the provider timeout bounds it anyway).
 WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 30.0)
+# Each worker renews its entry in the registry (beamclaw.workers) this often; an entry
+# lives three heartbeats, so a dead worker drops out of the list within that.
+WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 5.0)
 WAIT_MAX_SECONDS = 60
 # Over the requests-per-minute limit, a turn sleeps in place for a wait up to this long;
 # a longer one parks the turn (checkpointed, back in the queue) until it may go on.

@@ -64,7 +64,7 @@ class Shard:
         return f"shard {self.index}/{self.count}"
 
 
-# This process's shard; a worker sets it at start (beamclaw.celery.ShardOption).
+# This process's shard; a worker sets it at start (beamclaw.celery.WorkerOptions).
 current_shard = Shard.from_options(
     os.environ.get("BEAMCLAW_WORKER_SHARD"), os.environ.get("BEAMCLAW_WORKER_TENANTS")
 )

@@ -1,0 +1,309 @@
+"""Which workers are up, what each is doing, and draining one.
+
+Every worker process keeps an entry in Redis (`bc:workers:<hostname>`, a JSON value with
+a TTL a few heartbeats long): its shard, whether it is active or draining, the sessions
+it is running, and how long a drain would take now. A worker that dies stops renewing it
+and drops out within WORKER_HEARTBEAT_SECONDS x 3. The admin, `GET /api/v1/ops/workers`
+and `manage.py drain` read it.
+
+Draining a worker (`drain_worker` control command, or SIGTERM): it stops consuming its
+queues, each running turn finishes the model or tool call it is in, saves the step and
+hands its session back (it continues on another worker from that step), and the worker
+exits once nothing is in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from celery import bootsteps, signals
+from celery.worker.control import control_command
+from django.conf import settings
+from redis import RedisError
+
+from beamclaw.redis import get_redis, key
+from beamclaw.telemetry import register
+
+log = logging.getLogger(__name__)
+
+# Tasks that run a session: while one runs, its session is "in flight" on this worker.
+SESSION_TASKS = frozenset({"agents.run_turn", "agents.resume_session"})
+WORKERS_PREFIX = "workers"
+
+
+def worker_key(hostname: str) -> str:
+    return key(WORKERS_PREFIX, hostname)
+
+
+@dataclass
+class WorkerEntry:
+    """What a worker says about itself on each heartbeat."""
+
+    hostname: str
+    pid: int
+    shard: str
+    state: str  # "active" or "draining"
+    started_at: str
+    last_seen: str
+    in_flight: int
+    # What runs now: {"turn_id": n} or {"session_id": n} per task, as the task was sent.
+    running: list[dict] = field(default_factory=list)
+    concurrency: int = 0
+    expected_drain_seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _InFlight:
+    """The session tasks this process runs now, and how long a model call takes here."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, dict] = {}  # task id -> {"turn_id": n} or {"session_id": n}
+        self.call_seconds = 0.0  # moving average of model call latency
+
+    def started(self, task_id: str, what: dict) -> None:
+        with self._lock:
+            self._running[task_id] = what
+
+    def ended(self, task_id: str) -> None:
+        with self._lock:
+            self._running.pop(task_id, None)
+
+    def running(self) -> list[dict]:
+        with self._lock:
+            return list(self._running.values())
+
+    def observe_call(self, seconds: float) -> None:
+        self.call_seconds = (
+            seconds if not self.call_seconds else 0.8 * self.call_seconds + 0.2 * seconds
+        )
+
+    def expected_drain_seconds(self) -> float:
+        """A drain waits for the model calls in progress: about one call, if any runs."""
+        with self._lock:
+            return round(self.call_seconds, 2) if self._running else 0.0
+
+
+in_flight = _InFlight()
+
+
+@signals.task_prerun.connect
+def _task_started(sender=None, task_id=None, task=None, kwargs=None, **extra):
+    if task is not None and task.name in SESSION_TASKS:
+        ids = {k: v for k, v in (kwargs or {}).items() if k in ("turn_id", "session_id")}
+        in_flight.started(task_id, ids)
+
+
+@signals.task_postrun.connect
+def _task_ended(sender=None, task_id=None, task=None, **extra):
+    if task is not None and task.name in SESSION_TASKS:
+        in_flight.ended(task_id)
+
+
+def _call_finished(event: str, metadata: dict) -> None:
+    if metadata.get("latency_s"):
+        in_flight.observe_call(float(metadata["latency_s"]))
+
+
+register(_call_finished, "provider.call")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """Keeps this worker's registry entry fresh while it runs; removes it on stop."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker, **options):
+        self.worker = worker
+        self.started_at = _now()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def entry(self) -> WorkerEntry:
+        from agents.runtime.loop import draining
+        from tenants.queues import current_shard
+
+        running = in_flight.running()
+        return WorkerEntry(
+            hostname=self.worker.hostname,
+            pid=os.getpid(),
+            shard=str(current_shard),
+            state="draining" if draining.is_set() else "active",
+            started_at=self.started_at,
+            last_seen=_now(),
+            in_flight=len(running),
+            running=running,
+            concurrency=self.worker.concurrency or 0,
+            expected_drain_seconds=in_flight.expected_drain_seconds(),
+        )
+
+    def beat(self) -> None:
+        interval = settings.WORKER_HEARTBEAT_SECONDS
+        try:
+            get_redis().set(
+                worker_key(self.worker.hostname),
+                json.dumps(self.entry().as_dict()),
+                ex=max(1, round(interval * 3)),
+            )
+        except RedisError:  # Redis is down: the entry expires, and comes back with it
+            log.warning("could not write the heartbeat of %s", self.worker.hostname)
+
+    def _run(self) -> None:
+        while True:
+            self.beat()
+            if self._stop.wait(settings.WORKER_HEARTBEAT_SECONDS):
+                return
+
+    def start(self, worker) -> None:
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self, worker) -> None:
+        self._stop.set()
+        with contextlib.suppress(RedisError):
+            get_redis().delete(worker_key(self.worker.hostname))
+
+    shutdown = stop
+
+
+def list_workers() -> list[dict]:
+    """Every worker with a live entry, by hostname."""
+    client = get_redis()
+    keys = sorted(client.scan_iter(match=worker_key("*"), count=500))
+    values = client.mget(keys) if keys else []
+    return [json.loads(value) for value in values if value]
+
+
+def get_worker(hostname: str) -> dict | None:
+    value = get_redis().get(worker_key(hostname))
+    return json.loads(value) if value else None
+
+
+def start_draining(consumer) -> list[str]:
+    """Stop consuming every queue, hand running turns back at their next step boundary,
+    and stop the worker once they have (a warm shutdown, as on SIGTERM)."""
+    from agents.runtime.loop import draining
+
+    draining.set()
+    queues = [queue.name for queue in consumer.task_consumer.queues]
+    for name in queues:
+        consumer.cancel_task_queue(name)
+    log.warning("draining: stopped consuming %d queue(s); stopping when idle", len(queues))
+    # SIGTERM is Celery's warm shutdown: running tasks end (at their next step boundary,
+    # as `draining` is set) and reserved messages go back to their queues.
+    threading.Timer(0.1, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
+    return queues
+
+
+@control_command()
+def drain_worker(state) -> dict:
+    """`manage.py drain`: see start_draining."""
+    queues = start_draining(state.consumer)
+    return {"ok": f"draining: stopped consuming {len(queues)} queue(s)"}
+
+
+# --- Draining from the outside (manage.py drain) -------------------------------------
+
+
+@dataclass
+class DrainTarget:
+    hostname: str
+    turn_ids: list[int]  # the turns it was running when the drain began
+
+
+@dataclass
+class TurnFate:
+    turn_id: int
+    session_key: str
+    outcome: str  # "finished", "handed over", "left to the reaper"
+    detail: str
+
+
+def pick_targets(entries: list[dict], *, hostname: str | None, shard: int | None) -> list[dict]:
+    """The registry entries a drain names: one worker, a hash shard's workers, or all."""
+    if hostname is not None:
+        return [
+            e
+            for e in entries
+            if e["hostname"] == hostname or e["hostname"].split("@")[0] == hostname
+        ]
+    if shard is not None:
+        return [e for e in entries if e["shard"].startswith(f"shard {shard}/")]
+    return entries
+
+
+def running_turns(entry: dict) -> list[int]:
+    """The turns running in the sessions a worker's entry lists."""
+    from agents.models import Turn, TurnStatus
+
+    turn_ids = [r["turn_id"] for r in entry.get("running", []) if "turn_id" in r]
+    session_ids = [r["session_id"] for r in entry.get("running", []) if "session_id" in r]
+    sessions = set(session_ids) | set(
+        Turn.objects.filter(pk__in=turn_ids).values_list("session_id", flat=True)
+    )
+    return list(
+        Turn.objects.filter(session_id__in=sessions, status=TurnStatus.RUNNING)
+        .order_by("id")
+        .values_list("pk", flat=True)
+    )
+
+
+def send_drain(hostnames: list[str], *, timeout: float = 2.0) -> dict[str, str]:
+    """Ask these workers to drain; returns each one's answer (missing: it did not answer)."""
+    from beamclaw.celery import app
+
+    replies = app.control.broadcast(
+        "drain_worker", destination=hostnames, reply=True, timeout=timeout, limit=len(hostnames)
+    )
+    answers: dict[str, str] = {}
+    for reply in replies or []:
+        for name, body in reply.items():
+            answers[name] = body.get("ok") or body.get("error", "")
+    return answers
+
+
+def worker_gone(hostname: str) -> bool:
+    from beamclaw.celery import app
+
+    if get_worker(hostname) is not None:
+        return False
+    return not app.control.ping(destination=[hostname], timeout=0.5)
+
+
+def turn_fates(turn_ids: list[int]) -> list[TurnFate]:
+    """What became of turns a drained worker was running."""
+    from agents.models import FINAL_STATUSES, Turn, TurnStatus
+    from agents.runtime.lease import lease_key
+
+    client = get_redis()
+    fates = []
+    for turn in Turn.objects.filter(pk__in=turn_ids).select_related("session").order_by("id"):
+        key_ = turn.session.key
+        if turn.status in FINAL_STATUSES:
+            fates.append(TurnFate(turn.pk, key_, "finished", turn.status))
+        elif turn.status == TurnStatus.QUEUED:
+            fates.append(
+                TurnFate(turn.pk, key_, "handed over", f"queued at step {turn.iterations}")
+            )
+        elif client.exists(lease_key(turn.tenant_id, turn.session_id)):
+            fates.append(
+                TurnFate(turn.pk, key_, "handed over", f"running elsewhere, step {turn.iterations}")
+            )
+        else:
+            fates.append(
+                TurnFate(turn.pk, key_, "left to the reaper", f"{turn.status}, no lease holder")
+            )
+    return fates
