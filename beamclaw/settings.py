@@ -170,7 +170,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "agents.reap_stale_turns",
         "schedule": env_float("REAPER_INTERVAL_SECONDS", 5.0),
         "options": {"expires": 30},
-    }
+    },
+    "compute-capacity": {
+        "task": "agents.compute_capacity",
+        "schedule": env_float("CAPACITY_INTERVAL_SECONDS", 5.0),
+        "options": {"expires": 30},
+    },
 }
 
 # --- Auth, API ------------------------------------------------------------------------
@@ -242,6 +247,22 @@ WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 30.0)
 # lives three heartbeats, so a dead worker drops out of the list within that.
 WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 5.0)
 WAIT_MAX_SECONDS = 60
+
+# --- Capacity: how many workers each shard needs (agents.capacity) -------------------------
+# The hash shard count workers are started with (--shard k/N); the signal is per shard.
+WORKER_SHARDS = env_int("WORKER_SHARDS", 1)
+CAPACITY_INTERVAL_SECONDS = env_float("CAPACITY_INTERVAL_SECONDS", 5.0)
+CAPACITY_WORKER_CONCURRENCY = env_int("CAPACITY_WORKER_CONCURRENCY", 8)  # threads per worker
+CAPACITY_TARGET_UTILISATION = env_float("CAPACITY_TARGET_UTILISATION", 0.8)
+CAPACITY_BACKLOG_SECONDS = env_float("CAPACITY_BACKLOG_SECONDS", 10.0)
+CAPACITY_MAX_WAIT_SECONDS = env_float("CAPACITY_MAX_WAIT_SECONDS", 5.0)
+CAPACITY_MIN_WORKERS = env_int("CAPACITY_MIN_WORKERS", 1)
+CAPACITY_MAX_WORKERS = env_int("CAPACITY_MAX_WORKERS", 10)
+CAPACITY_SCALE_DOWN_WINDOW_SECONDS = env_float("CAPACITY_SCALE_DOWN_WINDOW_SECONDS", 120.0)
+CAPACITY_DEFAULT_SERVICE_SECONDS = env_float("CAPACITY_DEFAULT_SERVICE_SECONDS", 10.0)
+# The model provider's request limit shared by all workers (0: none known): more workers
+# than it can keep busy would only wait on 429s.
+PROVIDER_REQUESTS_PER_MINUTE = env_int("PROVIDER_REQUESTS_PER_MINUTE", 0)
 # Over the requests-per-minute limit, a turn sleeps in place for a wait up to this long;
 # a longer one parks the turn (checkpointed, back in the queue) until it may go on.
 RATE_LIMIT_INLINE_WAIT_SECONDS = env_float("RATE_LIMIT_INLINE_WAIT_SECONDS", 2.0)

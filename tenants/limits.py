@@ -208,3 +208,25 @@ def current_usage(tenant: Tenant) -> dict[str, int]:
         "parked_sessions": parked,
         "sessions": tenant.sessions.count(),
     }
+
+
+def out_of_budget(tenants: list[Tenant]) -> set[int]:
+    """The ids of these tenants whose day or month token budget is used up now.
+
+    Read-only: a counter missing after a Redis restart counts as not exhausted (the next
+    model call re-seeds it from the usage table).
+    """
+    if not tenants:
+        return set()
+    now = datetime.now(UTC)
+    pipe = get_redis().pipeline(transaction=False)
+    for tenant in tenants:
+        for budget_key in _budget_keys(tenant.pk, now):
+            pipe.get(budget_key)
+    used = pipe.execute()
+    exhausted = set()
+    for index, tenant in enumerate(tenants):
+        day, month = used[2 * index], used[2 * index + 1]
+        if int(day or 0) >= tenant.tokens_per_day or int(month or 0) >= tenant.tokens_per_month:
+            exhausted.add(tenant.pk)
+    return exhausted

@@ -55,6 +55,60 @@ class WorkerListView(StaffOnly, APIView):
         return Response(WorkerListSerializer({"workers": workers.list_workers()}).data)
 
 
+class TenantCapacitySerializer(serializers.Serializer):
+    tenant = serializers.CharField()
+    shard = serializers.CharField()
+    running = serializers.IntegerField()
+    runnable = serializers.IntegerField()
+    parked = serializers.IntegerField()
+    parked_by = serializers.CharField(help_text="concurrency, budget, suspended, or empty")
+    oldest_runnable_age_seconds = serializers.FloatField()
+
+
+class ShardCapacitySerializer(serializers.Serializer):
+    shard = serializers.CharField(help_text="`k-of-N` (hash shard k/N) or `dedicated-<tenant>`")
+    desired_workers = serializers.IntegerField(help_text="scale to this (stabilised)")
+    raw_desired_workers = serializers.IntegerField()
+    current_workers = serializers.IntegerField()
+    reason = serializers.CharField(
+        help_text="load, oldest_wait, provider_ceiling, min_workers or max_workers"
+    )
+    needed_threads = serializers.FloatField()
+    ceiling_workers = serializers.IntegerField(allow_null=True)
+    running = serializers.IntegerField()
+    runnable = serializers.IntegerField()
+    parked = serializers.IntegerField()
+    arrival_rate = serializers.FloatField(help_text="turns per second, last minute")
+    service_seconds = serializers.FloatField()
+    calls_per_turn = serializers.FloatField()
+    oldest_runnable_age_seconds = serializers.FloatField()
+    tenants = TenantCapacitySerializer(many=True)
+
+
+class CapacitySerializer(serializers.Serializer):
+    computed_at = serializers.DateTimeField()
+    policy = serializers.DictField()
+    shards = ShardCapacitySerializer(many=True)
+    by_shard = serializers.DictField(
+        child=serializers.IntegerField(), help_text="desired workers per shard"
+    )
+
+
+class CapacityView(StaffOnly, APIView):
+    """How many workers each shard needs now, with its inputs and per-tenant detail.
+
+    For an outside autoscaler: KEDA's metrics-api scaler reads `by_shard.<k-of-N>` (see
+    deploy/). Computed by celery-beat every CAPACITY_INTERVAL_SECONDS; computed on the
+    spot if no report is stored.
+    """
+
+    @extend_schema(responses=CapacitySerializer, operation_id="ops_capacity", tags=["ops"])
+    def get(self, request):
+        from agents import capacity
+
+        return Response(CapacitySerializer(capacity.latest_report()).data)
+
+
 def workers_admin_view(request):
     """The admin's page of running workers (linked from the admin index)."""
     from django.conf import settings
