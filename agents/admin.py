@@ -79,13 +79,32 @@ class TurnAdmin(admin.ModelAdmin):
 class CronRunInline(admin.TabularInline):
     model = CronRun
     extra = 0
-    fields = ["number", "trigger", "outcome", "detail", "session_key", "turn", "created_at"]
+    fields = [
+        "number",
+        "trigger",
+        "outcome",
+        "detail",
+        "session_key",
+        "turn",
+        "delivery",
+        "created_at",
+    ]
     readonly_fields = fields
     can_delete = False
     ordering = ["-number"]
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("turn__channel_delivery")
+
+    @admin.display(description="posted")
+    def delivery(self, run: CronRun) -> str:
+        found = getattr(run.turn, "channel_delivery", None) if run.turn else None
+        if found is None:
+            return "-"
+        return f"{found.status}: {found.last_error}" if found.last_error else found.status
 
 
 class CronJobAdminForm(forms.ModelForm):
@@ -128,6 +147,8 @@ class CronJobAdminForm(forms.ModelForm):
             )
             schedule.apply_to(job)
             cron.validate_cron_job(job, rescheduled=self.rescheduled)
+            if "delivery" in self.changed_data:  # a binding deleted since stays until edited
+                data["delivery"] = cron.check_delivery(tenant=job.tenant, delivery=job.delivery)
         except ApiError as error:
             raise forms.ValidationError(str(error.detail), code=error.error_code)
         data.update({name: getattr(job, name) for name in self.SCHEDULE_FIELDS})
@@ -280,6 +301,7 @@ class ChannelDeliveryAdmin(admin.ModelAdmin):
         "turn",
         "binding",
         "delivered_at",
+        "failed_at",
         "attempts",
         "parts_sent",
         "last_error",
@@ -292,6 +314,7 @@ class ChannelDeliveryAdmin(admin.ModelAdmin):
         "binding",
         "reply_to",
         "delivered_at",
+        "failed_at",
         "attempts",
         "parts_sent",
         "claimed_until",

@@ -4,7 +4,8 @@ The CronJob row is the truth and django-celery-beat's PeriodicTask its mirror, r
 in the same transaction on every create, change, pause and delete. Beat's
 DatabaseScheduler reloads its table when `PeriodicTasks` says it changed, and sends
 `agents.fire_cron_job` to the tenant's queue; a run sends the message through
-`submit_message` like any other client.
+`submit_message` like any other client. A job with a `delivery` has each run's answer
+posted to a Slack or Discord channel by the channel code (agents.channels.delivery).
 """
 
 from __future__ import annotations
@@ -33,10 +34,23 @@ from django_celery_beat.models import (
 from beamclaw.api.errors import ApiError
 from tenants.models import Tenant
 
-from .models import Agent, CronJob, CronOutcome, CronRun, CronScheduleKind, CronTrigger
+from .channels.delivery import channel_target
+from .models import (
+    Agent,
+    ChannelBinding,
+    ChannelDelivery,
+    CronJob,
+    CronOutcome,
+    CronRun,
+    CronScheduleKind,
+    CronTrigger,
+    Turn,
+)
 from .services import parse_session_key, submit_message
 
 FIRE_TASK = "agents.fire_cron_job"
+SOURCE = "cron"  # the source of a run's turns
+DELIVERY_FIELDS = ("binding", "channel", "thread_ts")
 NEXT_RUNS = 5
 EVERY_SECONDS_MAX = 366 * 24 * 3600
 
@@ -307,6 +321,53 @@ def _check_session_key(session_key: str, agent: Agent | None) -> None:
         )
 
 
+def _resolve_delivery(tenant: Tenant, delivery: object) -> tuple[dict, ChannelBinding, dict]:
+    """The delivery normalised, its binding and the ChannelDelivery target it makes."""
+
+    def invalid(message: str) -> ApiError:
+        return ApiError("invalid_delivery", message)
+
+    if not isinstance(delivery, dict):
+        raise invalid(
+            '\'delivery\' must be an object: {"binding": <id>, "channel": <channel id>}, or null.'
+        )
+    unknown = sorted(set(delivery) - set(DELIVERY_FIELDS))
+    if unknown:
+        raise invalid(f"Unknown delivery field {', '.join(map(repr, unknown))}.")
+    binding_id = delivery.get("binding")
+    if not isinstance(binding_id, int) or isinstance(binding_id, bool) or binding_id < 1:
+        raise invalid("'binding' must be the id of one of your channel bindings.")
+    channel = delivery.get("channel")
+    if not isinstance(channel, str) or not channel.strip():
+        raise invalid("'channel' is required: the Slack or Discord channel id to post in.")
+    thread_ts = delivery.get("thread_ts") or ""
+    if not isinstance(thread_ts, str):
+        raise invalid("'thread_ts' must be a string, or null.")
+    # Another tenant's binding reads exactly like one that does not exist.
+    binding = ChannelBinding.objects.filter(pk=binding_id, tenant=tenant).first()
+    if binding is None:
+        raise ApiError(
+            "channel_binding_not_found",
+            f"There is no channel binding {binding_id}.",
+            details={"binding": binding_id},
+        )
+    channel, thread_ts = channel.strip(), thread_ts.strip()
+    target = channel_target(binding, channel=channel, thread_ts=thread_ts)
+    normalised = {"binding": binding.pk, "channel": channel, "thread_ts": thread_ts or None}
+    return normalised, binding, target
+
+
+def check_delivery(*, tenant: Tenant, delivery: object) -> dict | None:
+    """The delivery as it is stored, `{"binding", "channel", "thread_ts"}`, or None.
+
+    The binding must be the tenant's (else `channel_binding_not_found`) and able to post
+    to that kind of channel id (else `invalid_delivery`, saying what is wrong).
+    """
+    if delivery is None:
+        return None
+    return _resolve_delivery(tenant, delivery)[0]
+
+
 def _check_due(job: CronJob, now: datetime) -> None:
     """A one-off job that is (re)scheduled or resumed must still have its time ahead."""
     if job.enabled and job.schedule_kind == CronScheduleKind.ONCE and job.at <= now:
@@ -365,7 +426,7 @@ def create_cron_job(
         message=message,
         session_key=session_key,
         enabled=enabled,
-        delivery=delivery,
+        delivery=check_delivery(tenant=tenant, delivery=delivery),
     )
     schedule.apply_to(job)
     return save_cron_job(job=job, rescheduled=True)
@@ -388,6 +449,8 @@ def update_cron_job(*, job: CronJob, **changes) -> CronJob:
             schedule.apply_to(job)
         if changes.get("enabled") and not job.enabled:
             rescheduled = True  # resuming
+        if "delivery" in changes:
+            job.delivery = check_delivery(tenant=job.tenant, delivery=changes.pop("delivery"))
         for field, value in changes.items():
             setattr(job, field, value)
         return save_cron_job(job=job, rescheduled=rescheduled)
@@ -416,9 +479,28 @@ def _why_not(job: CronJob, trigger: str) -> str:
     return ""
 
 
+def _expect_delivery(job: CronJob, turn: Turn) -> str:
+    """Have the turn's answer posted where the job's delivery says, once the turn ends.
+
+    Returns a note for the run's detail when it will not be: the binding was deleted
+    (or lost its bot token) since the job was saved, or the run joined a turn that
+    already answers somewhere.
+    """
+    try:
+        _, binding, target = _resolve_delivery(job.tenant, job.delivery)
+    except ApiError as error:
+        return f"Not delivered: {error.detail}"
+    # In the run's transaction, so the row is there before the turn is dispatched.
+    _, created = ChannelDelivery.objects.get_or_create(
+        turn=turn, defaults={"binding": binding, "target": target}
+    )
+    return "" if created else "Its answer is delivered where that turn's first message asked."
+
+
 def run_cron_job(*, job: CronJob, trigger: str) -> CronRun:
     """Send the job's message now and record the run: submitted (with its turn), skipped
-    (with why: a suspended tenant, a deleted agent, a paused job) or failed (the error)."""
+    (with why: a suspended tenant, a deleted agent, a paused job) or failed (the error).
+    A job with a delivery also gets its run's answer posted there when the turn ends."""
     with transaction.atomic():
         job = _locked(job)
         now = timezone.now()
@@ -435,14 +517,18 @@ def run_cron_job(*, job: CronJob, trigger: str) -> CronRun:
                     tenant=job.tenant,
                     session_key=run.session_key,
                     content=job.message,
-                    source="cron",
+                    source=SOURCE,
                 )
             except ApiError as error:
                 run.outcome, run.detail = CronOutcome.FAILED, f"{error.error_code}: {error.detail}"
             else:
                 run.outcome, run.turn = CronOutcome.SUBMITTED, submission.turn
+                notes = []
                 if not submission.new_turn:
-                    run.detail = f"Joined the queued turn {submission.turn.pk}."
+                    notes.append(f"Joined the queued turn {submission.turn.pk}.")
+                if job.delivery is not None:
+                    notes.append(_expect_delivery(job, submission.turn))
+                run.detail = " ".join(note for note in notes if note)
         if trigger == CronTrigger.SCHEDULE:
             job.anchor_at = now
             changed.append("anchor_at")
@@ -471,4 +557,4 @@ def get_cron_job(tenant: Tenant, job_id: int) -> CronJob:
 
 
 def runs_of(job: CronJob) -> QuerySet[CronRun]:
-    return CronRun.objects.filter(job=job).select_related("turn")
+    return CronRun.objects.filter(job=job).select_related("turn", "turn__channel_delivery")

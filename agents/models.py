@@ -226,9 +226,11 @@ class CronJob(models.Model):
     session `agent:<slug>:cron:<job-id>:<run-n>` when that is blank. `agents.cron` keeps
     the job's beat `PeriodicTask` (task `agents.fire_cron_job`) in step on every change.
 
-    `delivery` says where the reply should also go (a channel binding). The run is the
-    same either way: delivery is done by the channel code when a binding is set, which
-    finds the job from the turn through `Turn.cron_runs`.
+    `delivery` says where each run's answer is posted, or is null:
+    `{"binding": <ChannelBinding id of the same tenant>, "channel": <Slack or Discord
+    channel id>, "thread_ts": <Slack thread, or null>}` (checked by
+    `agents.cron.check_delivery`). A run with a delivery gets a ChannelDelivery for its
+    turn, so the channel code posts the answer (or a short failure note) when it ends.
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="cron_jobs")
@@ -398,8 +400,11 @@ class ChannelDelivery(models.Model):
 
     `target` is the reply address: Slack `{"channel", "thread_ts"}`; Discord
     `{"application_id", "token_encrypted", "channel_id"}` (the interaction token is
-    Fernet-encrypted: it lets anyone edit the reply for 15 minutes). `parts_sent` counts
-    the pieces of a long answer already posted, so a retry continues instead of repeating.
+    Fernet-encrypted: it lets anyone edit the reply for 15 minutes), or just
+    `{"channel_id"}` when there is no interaction to answer (a cron job's run: the bot
+    posts in the channel). `parts_sent` counts the pieces of a long answer already
+    posted, so a retry continues instead of repeating. `failed_at` is set when delivery
+    was given up (refused, or out of attempts); `last_error` says why.
     """
 
     turn = models.OneToOneField(Turn, on_delete=models.CASCADE, related_name="channel_delivery")
@@ -410,6 +415,7 @@ class ChannelDelivery(models.Model):
     # leaves it alone meanwhile.
     claimed_until = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -418,5 +424,11 @@ class ChannelDelivery(models.Model):
         verbose_name_plural = "channel deliveries"
 
     def __str__(self) -> str:
-        state = "delivered" if self.delivered_at else "pending"
-        return f"delivery of turn {self.turn_id} ({state})"
+        return f"delivery of turn {self.turn_id} ({self.status})"
+
+    @property
+    def status(self) -> str:
+        """delivered, failed (given up) or pending (the turn runs, or a retry is due)."""
+        if self.delivered_at:
+            return "delivered"
+        return "failed" if self.failed_at else "pending"

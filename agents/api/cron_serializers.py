@@ -8,6 +8,7 @@ from rest_framework import serializers
 from agents import cron
 from agents.cron import EVERY_SECONDS_MAX
 from agents.models import (
+    ChannelDelivery,
     CronJob,
     CronOutcome,
     CronRun,
@@ -57,6 +58,73 @@ class ScheduleSerializer(serializers.Serializer):
         }
 
 
+class CronDeliverySerializer(serializers.Serializer):
+    """Where each run's answer is posted: a channel, by the bot of one of your channel
+    bindings. The binding must have a bot token, and the ids must fit its kind."""
+
+    # The shape only: agents.cron.check_delivery checks the binding and the ids.
+
+    binding = serializers.IntegerField(
+        min_value=1,
+        help_text="The id of one of your channel bindings (Slack or Discord); its bot "
+        "token posts the answer.",
+    )
+    channel = serializers.CharField(
+        max_length=100,
+        help_text="The channel id to post in. Slack: C..., G... or D... (invite the app "
+        "to the channel). Discord: the channel's (or thread's) id, a number.",
+    )
+    thread_ts = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=32,
+        help_text="Slack only: post as replies in this thread (the parent message's ts). "
+        "Null or absent: a new message in the channel.",
+    )
+
+    def to_representation(self, delivery: dict) -> dict:
+        return {name: delivery.get(name) for name in cron.DELIVERY_FIELDS}
+
+
+class CronRunDeliverySerializer(serializers.ModelSerializer):
+    """How posting the run's answer went (a ChannelDelivery)."""
+
+    binding = serializers.IntegerField(source="binding_id", read_only=True)
+    channel = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(
+        choices=["pending", "delivered", "failed"],
+        read_only=True,
+        help_text="pending: the turn is running or a retry is due; delivered; failed: "
+        "given up (see `error`).",
+    )
+    error = serializers.CharField(
+        source="last_error",
+        read_only=True,
+        help_text="The last attempt's error ('slack: channel_not_found', 'discord: HTTP "
+        "403 ...'); empty when there was none.",
+    )
+
+    class Meta:
+        model = ChannelDelivery
+        fields = [
+            "binding",
+            "channel",
+            "status",
+            "attempts",
+            "parts_sent",
+            "delivered_at",
+            "failed_at",
+            "error",
+        ]
+        read_only_fields = fields
+
+    def get_channel(self, delivery: ChannelDelivery) -> str:
+        """The channel id it goes to."""
+        target = delivery.target
+        return str(target.get("channel") or target.get("channel_id") or "")
+
+
 class CronJobInputSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     agent = serializers.SlugField(max_length=63, help_text="The slug of the agent to message.")
@@ -74,23 +142,24 @@ class CronJobInputSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(
         required=False, help_text="False pauses the job; true by default."
     )
-    delivery = serializers.JSONField(
+    delivery = CronDeliverySerializer(
         required=False,
         allow_null=True,
-        help_text="Where the reply also goes (a channel binding), or null.",
+        help_text="Post each run's answer (or, if the turn fails, a one-line note) to a "
+        "Slack or Discord channel; null (the default) for no posting.",
     )
-
-    def validate_delivery(self, value):
-        if value is not None and not isinstance(value, dict):
-            raise serializers.ValidationError("Give an object or null.")
-        return value
 
 
 class CronJobSerializer(serializers.ModelSerializer):
     agent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     session_key = serializers.SerializerMethodField()
     schedule = ScheduleSerializer(source="*", read_only=True)
-    delivery = serializers.JSONField(read_only=True, allow_null=True)
+    delivery = CronDeliverySerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="The channel each run's answer is posted to, or null; each run's "
+        "`delivery` in the history says how posting went.",
+    )
     next_runs = serializers.SerializerMethodField()
 
     class Meta:
@@ -133,6 +202,7 @@ class CronRunSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text=f"The turn's status now: {', '.join(TurnStatus.values)}.",
     )
+    delivery = serializers.SerializerMethodField()
 
     class Meta:
         model = CronRun
@@ -145,8 +215,21 @@ class CronRunSerializer(serializers.ModelSerializer):
             "session_key",
             "turn_id",
             "turn_status",
+            "delivery",
             "created_at",
         ]
 
     def get_session_key(self, run: CronRun) -> str | None:
         return run.session_key or None
+
+    @extend_schema_field(
+        CronRunDeliverySerializer(
+            allow_null=True,
+            help_text="How posting the answer to the job's channel went; null when the run "
+            "posts nothing (the job has no delivery, or the run started no turn or could "
+            "not be delivered: `detail` says why).",
+        )
+    )
+    def get_delivery(self, run: CronRun) -> dict | None:
+        delivery = getattr(run.turn, "channel_delivery", None) if run.turn else None
+        return CronRunDeliverySerializer(delivery).data if delivery else None

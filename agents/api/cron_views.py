@@ -17,21 +17,31 @@ from .cron_serializers import CronJobInputSerializer, CronJobSerializer, CronRun
 
 INVALID = OpenApiResponse(
     description="`invalid_schedule` (a bad cron expression or time zone, or not exactly one "
-    "schedule kind), `agent_not_found`, `invalid_session_key`, `empty_content` or "
-    "`validation_error`; `error.message` says what is wrong."
+    "schedule kind), `agent_not_found`, `invalid_session_key`, `empty_content`, "
+    "`channel_binding_not_found` (the delivery's binding is not one of yours), "
+    "`invalid_delivery` (no channel, an id that does not fit the binding's kind, a binding "
+    "without a bot token) or `validation_error`; `error.message` says what is wrong."
 )
 NOT_FOUND = OpenApiResponse(description="`cron_job_not_found`: no such job in your tenant.")
 
 
+# A malformed nested object gets the code a bad value in it gets from agents.cron.
+NESTED_CODES = {"schedule": "invalid_schedule", "delivery": "invalid_delivery"}
+
+
 def _parsed(serializer: CronJobInputSerializer) -> dict:
-    """The validated input; a malformed `schedule` is `invalid_schedule` like a bad value."""
-    if not serializer.is_valid() and "schedule" in serializer.errors:
-        errors = serializer.errors["schedule"]
-        if isinstance(errors, dict):
-            text = "; ".join(f"{name}: {' '.join(map(str, e))}" for name, e in errors.items())
-        else:
-            text = " ".join(map(str, errors))
-        raise ApiError("invalid_schedule", f"schedule: {text}", details=serializer.errors)
+    """The validated input; a malformed `schedule` is `invalid_schedule` like a bad value,
+    and a malformed `delivery` is `invalid_delivery`."""
+    if not serializer.is_valid():
+        for field, code in NESTED_CODES.items():
+            if field not in serializer.errors:
+                continue
+            errors = serializer.errors[field]
+            if isinstance(errors, dict):
+                text = "; ".join(f"{name}: {' '.join(map(str, e))}" for name, e in errors.items())
+            else:
+                text = " ".join(map(str, errors))
+            raise ApiError(code, f"{field}: {text}", details=serializer.errors)
     return validated(serializer)
 
 

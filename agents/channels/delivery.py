@@ -6,11 +6,15 @@ A telemetry handler (registered by AgentsConfig.ready in every process) sees eac
 was cancelled). A delivery is claimed in the database before anything is posted, and the
 pieces of a long answer are counted as they go out, so one turn is never answered twice
 and a retry after a 429 or 5xx continues where the last attempt stopped.
+
+The turns are those of webhooks (an answer to a Slack message or a Discord command) and
+those of cron jobs with a delivery (`channel_target`: a post in a channel, as the bot).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,21 +24,25 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from agents.models import (
+    ChannelBinding,
     ChannelDelivery,
     ChannelKind,
+    CronRun,
     Message,
     MessageRole,
     Turn,
     TurnStatus,
 )
 from beamclaw import telemetry
+from beamclaw.api.errors import ApiError
 from beamclaw.crypto import decrypt
 
 from . import DeliveryFailed, bindings, discord, slack
 
 log = logging.getLogger(__name__)
 
-CHANNEL_SOURCES = (slack.SOURCE, discord.SOURCE)
+# Webhook turns, and cron runs (agents.cron.SOURCE) whose job has a delivery.
+DELIVERED_SOURCES = (slack.SOURCE, discord.SOURCE, "cron")
 # A delivery task holds its row this long: more than posting every piece takes (each
 # call is bounded by CHANNEL_HTTP_TIMEOUT), so a duplicate trigger meanwhile does nothing.
 CLAIM_SECONDS = 300
@@ -49,7 +57,7 @@ def on_turn_finished(event: str, metadata: dict) -> None:
     """Telemetry handler: a finished channel turn gets its answer posted by a task."""
     turn_id = metadata.get("turn_id")
     pending = ChannelDelivery.objects.filter(
-        turn_id=turn_id, turn__source__in=CHANNEL_SOURCES, delivered_at__isnull=True
+        turn_id=turn_id, turn__source__in=DELIVERED_SOURCES, delivered_at__isnull=True
     )
     if turn_id is None or not pending.exists():
         return
@@ -81,11 +89,12 @@ def deliver_reply(*, tenant_slug: str, turn_id: int) -> Outcome:
         .select_related("binding", "turn")
         .first()
     )
-    if delivery is None or delivery.delivered_at is not None or not delivery.turn.is_final:
+    if delivery is None or delivery.status != "pending" or not delivery.turn.is_final:
         return Outcome("skipped")
     now = timezone.now()
     claimed = (
         ChannelDelivery.objects.filter(pk=delivery.pk, delivered_at__isnull=True)
+        .filter(failed_at__isnull=True)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1)
     )
@@ -100,7 +109,9 @@ def deliver_reply(*, tenant_slug: str, turn_id: int) -> Outcome:
     except DeliveryFailed as failure:
         retry = failure.retryable and delivery.attempts < settings.CHANNEL_DELIVERY_MAX_ATTEMPTS
         ChannelDelivery.objects.filter(pk=delivery.pk).update(
-            claimed_until=None, last_error=failure.message[:1000]
+            claimed_until=None,
+            last_error=failure.message[:1000],
+            failed_at=None if retry else timezone.now(),
         )
         log.warning(
             "reply of turn %s, attempt %s: %s%s",
@@ -135,6 +146,11 @@ def _post(delivery: ChannelDelivery, index: int, text: str) -> None:
             thread_ts=target.get("thread_ts") or "",
         )
         return
+    if "token_encrypted" not in target:  # no interaction to answer: post as the bot
+        discord.create_message(
+            token=bindings.bot_token(binding), channel_id=target["channel_id"], content=text
+        )
+        return
     address = {
         "application_id": target["application_id"],
         "token": decrypt(target["token_encrypted"]),
@@ -163,7 +179,59 @@ def reply_text(turn: Turn) -> str:
     if turn.status == TurnStatus.CANCELLED:
         return f"(Stopped before answering: {turn.error_code or 'cancelled'}.)"
     # The code, not the message: an error message may name internals.
-    return f"Sorry, I could not answer this time ({turn.error_code or 'error'})."
+    code = turn.error_code or "error"
+    run = None
+    if turn.source == "cron":
+        run = CronRun.objects.filter(turn=turn).select_related("job").first()
+    if run is not None:  # nobody asked in the channel: say which job this is
+        job = f"'{run.job.name}'" if run.job.name else str(run.job_id)
+        return f"Scheduled job {job} failed this time ({code})."
+    return f"Sorry, I could not answer this time ({code})."
+
+
+# Slack ids are upper-case letters and digits (C... channel, G... private, D... direct);
+# a message ts is seconds.microseconds. Discord ids are snowflakes, up to 20 digits.
+SLACK_CHANNEL_ID = re.compile(r"[A-Z0-9]{2,30}")
+SLACK_TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,9}")
+DISCORD_CHANNEL_ID = re.compile(r"[0-9]{1,20}")
+
+
+def channel_target(binding: ChannelBinding, *, channel: str, thread_ts: str = "") -> dict:
+    """The ChannelDelivery target for a post in `channel` by the binding's bot, with no
+    message to answer (a cron job's run). An `invalid_delivery` ApiError says what is
+    wrong with the address."""
+    if not binding.bot_token_encrypted:
+        raise ApiError(
+            "invalid_delivery",
+            f"Channel binding {binding.pk} has no bot token, so it cannot post; "
+            "give it one (admin: Agents > Channel bindings).",
+        )
+    if binding.kind == ChannelKind.SLACK:
+        if not SLACK_CHANNEL_ID.fullmatch(channel):
+            raise ApiError(
+                "invalid_delivery",
+                f"'{channel}' is not a Slack channel id; give the id (C..., G... or D...), "
+                "not the name: Slack shows it in the channel's details.",
+            )
+        if thread_ts and not SLACK_TS.fullmatch(thread_ts):
+            raise ApiError(
+                "invalid_delivery",
+                f"'{thread_ts}' is not a Slack message ts; give the thread's parent ts, "
+                "e.g. '1700000000.000100'.",
+            )
+        return {"channel": channel, "thread_ts": thread_ts}
+    if thread_ts:
+        raise ApiError(
+            "invalid_delivery",
+            "'thread_ts' is for Slack; a Discord thread is a channel: give its id as 'channel'.",
+        )
+    if not DISCORD_CHANNEL_ID.fullmatch(channel):
+        raise ApiError(
+            "invalid_delivery",
+            f"'{channel}' is not a Discord channel id; give the number that Discord's "
+            "'Copy Channel ID' (developer mode) gives.",
+        )
+    return {"channel_id": channel}
 
 
 def split_text(text: str, limit: int) -> list[str]:

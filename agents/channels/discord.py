@@ -4,6 +4,7 @@ Discord signs each interaction with Ed25519 (`X-Signature-Ed25519` over timestam
 body, checked with the application's public key), needs an answer within 3 seconds, and
 lets the interaction token edit the response for 15 minutes. So a command is answered
 at once with a deferred response ("thinking..."), and the agent's answer replaces it.
+With no interaction to answer (a cron job's run), the bot posts in a channel instead.
 """
 
 from __future__ import annotations
@@ -158,9 +159,18 @@ def follow_up(*, application_id: str, token: str, content: str) -> None:
     )
 
 
-def _send(method: str, url: str, body: dict) -> None:
+def create_message(*, token: str, channel_id: str, content: str) -> None:
+    """Post `content` in a channel (or thread) as the bot: `POST /channels/{id}/messages`."""
+    url = f"{settings.DISCORD_API_BASE_URL.rstrip('/')}/channels/{channel_id}/messages"
+    body = {"content": content, "allowed_mentions": NO_MENTIONS}
+    _send("POST", url, body, headers={"Authorization": f"Bot {token}"})
+
+
+def _send(method: str, url: str, body: dict, headers: dict[str, str] | None = None) -> None:
     try:
-        response = httpx.request(method, url, json=body, timeout=settings.CHANNEL_HTTP_TIMEOUT)
+        response = httpx.request(
+            method, url, json=body, headers=headers, timeout=settings.CHANNEL_HTTP_TIMEOUT
+        )
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"discord: {exc.__class__.__name__}", retryable=True)
     if response.status_code < 400:

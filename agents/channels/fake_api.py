@@ -7,9 +7,9 @@
         ...
         api.wait_for(lambda r: r.path.endswith("chat.postMessage"))
 
-Slack methods answer `{"ok": true, "ts": ...}`; Discord's PATCH of `@original` answers
-200 with a message object, other Discord calls 204 (200 with `?wait=true`). A scripted
-failure answers instead, `times` times.
+Slack methods answer `{"ok": true, "ts": ...}`; Discord's PATCH of `@original` and a bot's
+`POST /channels/{id}/messages` answer 200 with a message object, other Discord calls 204
+(200 with `?wait=true`). A scripted failure answers instead, `times` times.
 """
 
 from __future__ import annotations
@@ -211,7 +211,8 @@ class FakeChannelApi:
             ts = f"{int(time.time())}.{number:06d}"
             return 200, {"ok": True, "channel": body.get("channel"), "ts": ts}
         message = {"id": str(number), "content": body.get("content", "")}
-        if record.method == "PATCH" or record.query.get("wait") == ["true"]:
+        creates = record.method == "POST" and record.path.startswith("/channels/")
+        if creates or record.method == "PATCH" or record.query.get("wait") == ["true"]:
             return 200, message
         return 204, None
 
