@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from beamclaw.api.errors import ApiError
 from tenants.models import Tenant
@@ -48,10 +48,21 @@ def get_turn(tenant: Tenant, turn_id: int) -> Turn:
     return turn
 
 
+def _replies() -> QuerySet[Message]:
+    return Message.objects.filter(role=MessageRole.ASSISTANT, tool_calls=[]).order_by("-seq")
+
+
 def reply_of(turn: Turn) -> Message | None:
     """The turn's final answer, when it has one."""
-    return (
-        Message.objects.filter(turn=turn, role=MessageRole.ASSISTANT, tool_calls=[])
-        .order_by("-seq")
-        .first()
+    return _replies().filter(turn=turn).first()
+
+
+def turn_with_reply(turn_id: int) -> tuple[Turn, str | None]:
+    """A turn and the text of its final answer (as reply_of), in one query."""
+    reply = _replies().filter(turn=OuterRef("pk")).values("content")[:1]
+    turn = (
+        Turn.objects.select_related("session", "agent")
+        .annotate(reply_text=Subquery(reply))
+        .get(pk=turn_id)
     )
+    return turn, turn.reply_text

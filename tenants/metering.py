@@ -2,11 +2,16 @@
 
 A telemetry handler for `provider.call` (registered in beamclaw.apps). The records are the
 ledger that budgets (re-seeded from them after a Redis restart), invoices and the usage API
-sum up.
+sum up. A running turn collects its records (`collecting()`) and writes them in the
+transaction of its next fenced step, which saves a transaction per model call.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -14,6 +19,8 @@ from typing import Any
 from django.conf import settings
 
 from .models import UsageRecord
+
+log = logging.getLogger(__name__)
 
 PER_TOKENS = Decimal(1_000_000)  # prices are per million tokens
 COST_QUANTUM = Decimal("0.000001")  # UsageRecord.cost keeps 6 decimal places
@@ -58,7 +65,7 @@ def record_usage(event: str, metadata: dict[str, Any]) -> None:
     model = metadata["model"]
     input_tokens = int(metadata.get("input_tokens") or 0)
     output_tokens = int(metadata.get("output_tokens") or 0)
-    UsageRecord.objects.create(
+    record = UsageRecord(
         tenant_id=metadata["tenant_id"],
         agent_id=metadata.get("agent_id"),
         turn_id=metadata.get("turn_id"),
@@ -68,3 +75,33 @@ def record_usage(event: str, metadata: dict[str, Any]) -> None:
         output_tokens=output_tokens,
         cost=cost_of(model, input_tokens, output_tokens),
     )
+    pending = getattr(_collected, "records", None)
+    if pending is not None:
+        pending.append(record)
+    else:
+        record.save()
+
+
+_collected = threading.local()
+
+
+@contextmanager
+def collecting() -> Iterator[list[UsageRecord]]:
+    """Within the block, this thread's usage records are kept in the yielded list, unsaved.
+
+    The caller saves them in its own transaction (bulk_create) and empties the list; what
+    is still in it at the end (the turn lost its lease, crashed) is saved here, so a call
+    that was paid for is always on the ledger.
+    """
+    previous = getattr(_collected, "records", None)
+    records: list[UsageRecord] = []
+    _collected.records = records
+    try:
+        yield records
+    finally:
+        _collected.records = previous
+        if records:
+            try:
+                UsageRecord.objects.bulk_create(records)
+            except Exception:
+                log.exception("could not save %d usage record(s)", len(records))

@@ -62,13 +62,16 @@ async def stream(
                 return
 
 
-async def wait_for_finish(stream_key: str, timeout: float) -> bool:
-    """Block on the turn's stream until `turn.finished` or the timeout; never polls the DB."""
+async def wait_for_finish(stream_key: str, timeout: float, *, after: str = "0-0") -> bool:
+    """Block on the turn's stream until `turn.finished` or the timeout; never polls the DB.
+
+    `after`: an event id the caller has already seen (the `turn.queued` it published).
+    """
     import time
 
     redis = get_async_redis()
     deadline = time.monotonic() + timeout
-    last_id = "0-0"
+    last_id = after
     while (remaining := deadline - time.monotonic()) > 0:
         try:
             reply = await redis.xread({stream_key: last_id}, block=max(1, int(remaining * 1000)))

@@ -204,17 +204,22 @@ class SessionMessagesView(AsyncAPIView):
         finished = False
         if data.get("wait") and not submission.delayed:
             stream_key = events.turn_stream(submission.turn)
-            finished = await sse.wait_for_finish(stream_key, data["wait"])
+            finished = await sse.wait_for_finish(
+                stream_key, data["wait"], after=submission.queued_event_id
+            )
         body = await sync_to_async(self._submission_body)(submission, finished)
         return Response(body, status=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED)
 
     @staticmethod
     def _submission_body(submission, finished: bool) -> dict:
-        turn = submission.turn
         if finished:
-            turn = Turn.objects.select_related("session", "agent").get(pk=turn.pk)
+            turn, reply = selectors.turn_with_reply(submission.turn.pk)
+            replies = {turn.pk: reply} if reply is not None else {}
+            payload = TurnSerializer(turn, context={"replies": replies}).data
+        else:
+            payload = _turn_payload(submission.turn, with_reply=False)
         return {
-            "turn": _turn_payload(turn, with_reply=finished),
+            "turn": payload,
             "message": MessageSerializer(submission.message).data,
             "new_turn": submission.new_turn,
             "delayed": submission.delayed,

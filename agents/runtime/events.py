@@ -28,10 +28,14 @@ def session_stream(session: Session) -> str:
     return key("t", session.tenant_id, "session", row_tag(session), "events")
 
 
-def publish(turn: Turn, events: list[tuple[str, dict]]) -> None:
-    """XADD each event to the turn's and its session's stream, in one round trip."""
+def publish(turn: Turn, events: list[tuple[str, dict]]) -> str | None:
+    """XADD each event to the turn's and its session's stream, in one round trip.
+
+    Returns the id of the last event in the turn's stream: a reader that saw these events
+    itself can wait for what comes after.
+    """
     if not events:
-        return
+        return None
     ttl = settings.EVENT_STREAM_TTL_SECONDS
     streams = (turn_stream(turn), session_stream(turn.session))
     pipe = get_redis().pipeline(transaction=False)
@@ -41,7 +45,8 @@ def publish(turn: Turn, events: list[tuple[str, dict]]) -> None:
             pipe.xadd(stream, fields, maxlen=STREAM_MAXLEN, approximate=True)
     for stream in streams:
         pipe.expire(stream, ttl)
-    pipe.execute()
+    ids = pipe.execute()
+    return ids[2 * (len(events) - 1)]
 
 
 def decode(fields: dict[str, str]) -> dict[str, Any]:

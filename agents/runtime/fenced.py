@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.models import Message, MessageRole, Turn, TurnStatus
+from tenants.models import UsageRecord
 
 from .lease import LeaseLost
 
@@ -72,26 +73,44 @@ def start_turn(turn: Turn, fence: int) -> bool:
     return True
 
 
-def append(turn: Turn, fence: int, messages: list[Message], **turn_fields: object) -> list[Message]:
-    """Write this step's messages (and turn fields such as usage) atomically."""
+def append(
+    turn: Turn,
+    fence: int,
+    messages: list[Message],
+    *,
+    usage: list[UsageRecord] | None = None,
+    **turn_fields: object,
+) -> list[Message]:
+    """Write this step's messages (and turn fields such as usage) atomically.
+
+    `usage`: the metering records of the step's model calls, written in the same
+    transaction and removed from the list once committed.
+    """
     with transaction.atomic():
         first = _take_seqs(turn.session_id, fence, len(messages))
         for offset, message in enumerate(messages):
             message.session_id = turn.session_id
             message.turn = turn
             message.seq = first + offset
-        Message.objects.bulk_create(messages)
+        if messages:
+            Message.objects.bulk_create(messages)
+        if usage:
+            UsageRecord.objects.bulk_create(usage)
         if turn_fields:
             Turn.objects.filter(pk=turn.pk).update(**turn_fields)
+    if usage:
+        usage.clear()
     for name, value in turn_fields.items():
         if not hasattr(value, "resolve_expression"):
             setattr(turn, name, value)
     return messages
 
 
-def requeue(turn: Turn, fence: int, **turn_fields: object) -> None:
+def requeue(
+    turn: Turn, fence: int, *, usage: list[UsageRecord] | None = None, **turn_fields: object
+) -> None:
     """Put a running turn back in the queue (its saved steps stay): it waits for a limit."""
-    append(turn, fence, [], status=TurnStatus.QUEUED, **turn_fields)
+    append(turn, fence, [], usage=usage, status=TurnStatus.QUEUED, **turn_fields)
     turn.status = TurnStatus.QUEUED
 
 
@@ -103,6 +122,7 @@ def finish(
     error_code: str = "",
     error_message: str = "",
     messages: list[Message] | None = None,
+    usage: list[UsageRecord] | None = None,
     **turn_fields: object,
 ) -> None:
     """End the turn (with its final messages, if any) in one fenced transaction."""
@@ -113,4 +133,4 @@ def finish(
         finished_at=timezone.now(),
         **turn_fields,
     )
-    append(turn, fence, messages or [], **fields)
+    append(turn, fence, messages or [], usage=usage, **fields)

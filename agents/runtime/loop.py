@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.db import connection
@@ -25,7 +25,8 @@ from agents.tools import registry
 from agents.tools.base import ToolContext
 from beamclaw.redis import get_redis
 from beamclaw.telemetry import emit
-from tenants import limits
+from tenants import limits, metering
+from tenants.models import UsageRecord
 
 from . import events, fenced, subagents
 from .context import build_context, estimate_tokens, load_history
@@ -79,6 +80,8 @@ class TurnRun:
     lease: Lease
     deadline: float
     started: float
+    # Metering records of model calls not yet written; the next fenced step writes them.
+    usage: list[UsageRecord] = field(default_factory=list)
 
     @property
     def labels(self) -> dict:
@@ -92,10 +95,14 @@ class TurnRun:
         }
 
     def emit_event(self, event_type: str, data: dict | None = None) -> None:
+        self.emit_events([(event_type, data or {})])
+
+    def emit_events(self, batch: list[tuple[str, dict]]) -> None:
+        """Publish events in one round trip."""
         try:
-            events.publish(self.turn, [(event_type, data or {})])
+            events.publish(self.turn, batch)
         except Exception:  # live events are best effort; the rows are the truth
-            log.warning("could not publish %s for turn %s", event_type, self.turn.pk)
+            log.warning("could not publish %s for turn %s", batch[0][0], self.turn.pk)
 
 
 def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
@@ -112,7 +119,8 @@ def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
         parked = False
         resume_after: float | None = None
         try:
-            while (turn := next_turn(session_id)) is not None:
+            turn = next_turn(session_id)
+            while turn is not None:
                 if not limits.acquire_slot(turn.tenant, session_id, order=turn.pk):
                     emit(
                         "limit.rejected",
@@ -129,6 +137,7 @@ def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
                 except ParkTurn as park:
                     resume_after = park.delay
                     break
+                turn = next_turn(session_id) if has_runnable_turn(session_id) else None
         except LeaseLost:
             log.warning("lost the lease on session %s; stopping", session_id)
             return
@@ -148,7 +157,7 @@ def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
             return
         # A turn submitted after our last look but before the release found the lease
         # taken and ended; look once more so it is not stranded.
-        if next_turn(session_id) is None:
+        if not has_runnable_turn(session_id):
             return
 
 
@@ -178,10 +187,29 @@ def next_turn(session_id: int) -> Turn | None:
     return None if turn is None or turn.status == TurnStatus.WAITING else turn
 
 
+def has_runnable_turn(session_id: int) -> bool:
+    """Whether next_turn() would find a turn; a light query (no joins) for the re-checks,
+    which usually find nothing."""
+    status = (
+        Turn.objects.filter(session_id=session_id, status__in=ACTIVE_STATUSES)
+        .order_by("id")
+        .values_list("status", flat=True)
+        .first()
+    )
+    return status is not None and status != TurnStatus.WAITING
+
+
 def run_turn(turn: Turn, lease: Lease) -> None:
+    # Usage records ride along with the turn's fenced writes; any left over are saved
+    # when the block ends.
+    with metering.collecting() as usage:
+        _run_turn(turn, lease, usage)
+
+
+def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> None:
     if turn.status == TurnStatus.RUNNING and turn.attempts >= settings.TURN_MAX_ATTEMPTS:
         # It was running when its worker died, again and again: a poison turn.
-        run = TurnRun(turn, lease, deadline=0, started=time.monotonic())
+        run = TurnRun(turn, lease, deadline=0, started=time.monotonic(), usage=usage)
         _finish(
             run,
             TurnStatus.FAILED,
@@ -192,7 +220,9 @@ def run_turn(turn: Turn, lease: Lease) -> None:
     if not fenced.start_turn(turn, lease.fence):
         return  # cancelled while it waited
     now = time.monotonic()
-    run = TurnRun(turn, lease, deadline=now + turn.agent.turn_timeout_seconds, started=now)
+    run = TurnRun(
+        turn, lease, deadline=now + turn.agent.turn_timeout_seconds, started=now, usage=usage
+    )
     run.emit_event("turn.started", {"attempt": turn.attempts})
     emit("turn.started", **run.labels, session_id=turn.session_id, attempt=turn.attempts)
     try:
@@ -206,7 +236,7 @@ def run_turn(turn: Turn, lease: Lease) -> None:
     except WaitForChildren:
         return
     except ParkTurn as park:
-        fenced.requeue(turn, lease.fence, **_usage(turn))
+        fenced.requeue(turn, lease.fence, usage=run.usage, **_usage(turn))
         log.info("turn %s %s", turn.pk, park)
         raise
     except LeaseLost:
@@ -235,14 +265,17 @@ def _finish(
         error_code=code,
         error_message=message,
         messages=[final] if final else [],
+        usage=run.usage,
         **_usage(turn),
     )
+    batch = []
     if final is not None:
-        run.emit_event("message.completed", {"seq": final.seq, "content": final.content})
+        batch.append(("message.completed", {"seq": final.seq, "content": final.content}))
     if status == TurnStatus.FAILED:
-        run.emit_event("turn.failed", {"code": code, "message": message})
+        batch.append(("turn.failed", {"code": code, "message": message}))
     summary = {"status": status, "error_code": code, **_usage(turn)}
-    run.emit_event("turn.finished", summary)
+    batch.append(("turn.finished", summary))
+    run.emit_events(batch)
     emit("turn.finished", **run.labels, **summary, duration_s=time.monotonic() - run.started)
     subagents.wake_parent(turn)
 
@@ -321,7 +354,7 @@ def _loop(run: TurnRun) -> None:
         if not response.tool_calls:
             _finish(run, TurnStatus.SUCCEEDED, final=message)
             return
-        fenced.append(turn, run.lease.fence, [message], **_usage(turn))
+        fenced.append(turn, run.lease.fence, [message], usage=run.usage, **_usage(turn))
 
 
 def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderResponse:
@@ -446,7 +479,7 @@ def _save_tool_result(
     message = Message(
         role=MessageRole.TOOL, content=content, tool_call_id=call["id"], name=call["name"]
     )
-    fenced.append(run.turn, run.lease.fence, [message])
+    fenced.append(run.turn, run.lease.fence, [message], usage=run.usage)
     run.emit_event(
         "tool.finished",
         {
@@ -471,7 +504,9 @@ def _save_tool_result(
 def _wait_for_children(run: TurnRun) -> None:
     """Go to `waiting` unless every child already finished (then just carry on)."""
     turn = run.turn
-    fenced.append(turn, run.lease.fence, [], status=TurnStatus.WAITING, **_usage(turn))
+    fenced.append(
+        turn, run.lease.fence, [], usage=run.usage, status=TurnStatus.WAITING, **_usage(turn)
+    )
     if subagents.children_pending(turn):
         run.emit_event("turn.waiting", {"reason": "sub-agents"})
         raise WaitForChildren()
