@@ -41,7 +41,7 @@ from django.utils import timezone
 from agents.models import Turn, TurnStatus
 from beamclaw.redis import get_redis, key
 from tenants import limits
-from tenants.models import Tenant
+from tenants.models import ShardMap, ShardMapStatus, Tenant
 from tenants.queues import shard_index
 
 ARRIVAL_WINDOW_SECONDS = 60
@@ -113,10 +113,21 @@ def shard_label(index: int, count: int) -> str:
     return f"{index}-of-{count}"
 
 
-def shard_of(tenant: Tenant) -> str:
+def active_map() -> ShardMap | None:
+    return ShardMap.objects.filter(status=ShardMapStatus.ACTIVE).order_by("-epoch").first()
+
+
+def shard_count(shard_map: ShardMap | None) -> int:
+    """The active shard map's count; WORKER_SHARDS when no map was ever written."""
+    return shard_map.shard_count if shard_map else settings.WORKER_SHARDS
+
+
+def shard_of(tenant: Tenant, shard_map: ShardMap | None = None) -> str:
     """The shard label a tenant's queue belongs to (as workers' --shard / --tenants)."""
     if tenant.dedicated_workers:
         return f"dedicated-{tenant.slug}"
+    if shard_map is not None:
+        return shard_label(shard_map.shard_of(tenant.slug), shard_map.shard_count)
     count = settings.WORKER_SHARDS
     return shard_label(shard_index(tenant.slug, count), count)
 
@@ -181,13 +192,14 @@ def measure(now=None) -> dict[str, ShardLoad]:
         .values_list("tenant_id")
         .annotate(n=Count("id"))
     )
+    shard_map = active_map()
     tenant_ids = set(running) | set(heads) | set(arrivals)
     tenants = {t.pk: t for t in Tenant.objects.filter(pk__in=tenant_ids)}
     exhausted = limits.out_of_budget([tenants[i] for i in heads if i in tenants])
 
     shards: dict[str, ShardLoad] = {}
     for tenant_id, tenant in sorted(tenants.items(), key=lambda item: item[1].slug):
-        label = shard_of(tenant)
+        label = shard_of(tenant, shard_map)
         shard = shards.setdefault(label, ShardLoad(label))
         load = TenantLoad(tenant.slug, label, running=running.get(tenant_id, 0))
         waiting = sorted(heads.get(tenant_id, []))
@@ -211,11 +223,11 @@ def measure(now=None) -> dict[str, ShardLoad]:
         )
         if load.running or load.runnable or load.parked:
             shard.tenants.append(load)
-    _add_service_times(shards, tenants, now)
+    _add_service_times(shards, tenants, shard_map, now)
     return shards
 
 
-def _add_service_times(shards: dict[str, ShardLoad], tenants: dict, now) -> None:
+def _add_service_times(shards: dict[str, ShardLoad], tenants: dict, shard_map, now) -> None:
     finished = (
         Turn.objects.filter(
             finished_at__gte=now - timedelta(seconds=SERVICE_WINDOW_SECONDS),
@@ -228,7 +240,7 @@ def _add_service_times(shards: dict[str, ShardLoad], tenants: dict, now) -> None
     seconds: dict[str, list[float]] = defaultdict(list)
     calls: dict[str, list[int]] = defaultdict(list)
     for tenant_id, started, ended, iterations in finished:
-        label = shard_of(tenants[tenant_id])
+        label = shard_of(tenants[tenant_id], shard_map)
         seconds[label].append(max(0.0, (ended - started).total_seconds()))
         calls[label].append(max(1, iterations))
     for label, shard in shards.items():
@@ -262,9 +274,10 @@ def compute(policy: Policy | None = None) -> dict:
     for label in _shards_with_workers():
         shards.setdefault(label, ShardLoad(label, service_seconds=0.0))
     workers_by_shard: dict[str, int] = defaultdict(int)
+    shard_map = active_map()
     for entry in list_workers():
         if entry.get("state") == "active":
-            workers_by_shard[_registry_label(entry["shard"])] += 1
+            workers_by_shard[_registry_label(entry["shard"], shard_map)] += 1
     client = get_redis()
     report_shards = []
     for label, load in sorted(shards.items()):
@@ -299,16 +312,18 @@ def compute(policy: Policy | None = None) -> dict:
     return report
 
 
-def _registry_label(shard: str) -> str:
-    """`shard 0/4` or `dedicated to a` (a worker's entry) as a report label."""
+def _registry_label(shard: str, shard_map: ShardMap | None) -> str:
+    """`shard 0/4` or `dedicated to a` (a worker's entry) as a report label; under a
+    shard map, a worker's index counts in the map's shards."""
     if shard.startswith("shard "):
-        return shard_label(*(int(n) for n in shard.removeprefix("shard ").split("/")))
+        index, count = (int(n) for n in shard.removeprefix("shard ").split("/"))
+        return shard_label(index, shard_map.shard_count if shard_map else count)
     return "dedicated-" + shard.removeprefix("dedicated to ").replace(", ", "-")
 
 
 def _shards_with_workers() -> set[str]:
     """Every hash shard, so an idle shard is reported too (at its minimum)."""
-    count = settings.WORKER_SHARDS
+    count = shard_count(active_map())
     return {shard_label(index, count) for index in range(count)}
 
 

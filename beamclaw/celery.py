@@ -106,12 +106,14 @@ app.steps["worker"].add("beamclaw.workers:Heartbeat")
 @signals.celeryd_after_setup.connect
 def consume_tenant_queues(sender, instance, conf, **kwargs):
     """A starting worker subscribes to the queues of the tenants its shard owns."""
-    from tenants.queues import current_shard, tenant_queues_for
+    from tenants import queues
 
-    queues = tenant_queues_for(current_shard)
-    for queue in queues:
+    maps = queues.current_maps()
+    names = queues.tenant_queues_for(queues.current_shard, maps)
+    for queue in names:
         instance.app.amqp.queues.select_add(queue)
-    logger.info("%s: consuming %d tenant queue(s)", current_shard, len(queues))
+    queues.applied_epochs[:] = [m.epoch for m in maps]
+    logger.info("%s: consuming %d tenant queue(s)", queues.current_shard, len(names))
 
 
 @signals.worker_shutting_down.connect

@@ -57,6 +57,8 @@ class WorkerEntry:
     running: list[dict] = field(default_factory=list)
     concurrency: int = 0
     expected_drain_seconds: float = 0.0
+    # The shard maps (tenants.models.ShardMap) its queues follow; empty: its own --shard.
+    shard_map_epochs: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -121,8 +123,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+_heartbeat: Heartbeat | None = None
+
+
+def beat_now() -> None:
+    """Write this worker's entry at once (after its queues changed)."""
+    if _heartbeat is not None:
+        _heartbeat.beat()
+
+
 class Heartbeat(bootsteps.StartStopStep):
-    """Keeps this worker's registry entry fresh while it runs; removes it on stop."""
+    """Keeps this worker's registry entry fresh while it runs, and its tenant queues in
+    step with the shard map (tenants.queues.reconcile); removes the entry on stop."""
 
     requires = ("celery.worker.components:Pool",)
 
@@ -134,6 +146,7 @@ class Heartbeat(bootsteps.StartStopStep):
 
     def entry(self) -> WorkerEntry:
         from agents.runtime.loop import draining
+        from tenants import queues
         from tenants.queues import current_shard
 
         running = in_flight.running()
@@ -148,6 +161,7 @@ class Heartbeat(bootsteps.StartStopStep):
             running=running,
             concurrency=self.worker.concurrency or 0,
             expected_drain_seconds=in_flight.expected_drain_seconds(),
+            shard_map_epochs=list(queues.applied_epochs),
         )
 
     def beat(self) -> None:
@@ -167,9 +181,36 @@ class Heartbeat(bootsteps.StartStopStep):
             if self._stop.wait(settings.WORKER_HEARTBEAT_SECONDS):
                 return
 
+    def _reconcile_queues(self) -> None:
+        """Every QUEUE_RECONCILE_SECONDS: if this worker's queues differ from what the
+        shard map and the tenant table say, ask our own consumer thread to fix them (a
+        missed broadcast, a reshard, a tenant suspended or back)."""
+        from django.db import connection
+
+        from agents.runtime.loop import draining
+        from tenants import queues
+
+        while not self._stop.wait(settings.QUEUE_RECONCILE_SECONDS):
+            if draining.is_set():
+                continue
+            try:
+                add, cancel, epochs = queues.queues_to_change(self.worker.consumer)
+                if add or cancel or epochs != queues.applied_epochs:
+                    queues.request_reconcile([self.worker.hostname])
+            except Exception:  # the database or broker may be away; try again next time
+                log.warning("could not reconcile the queues of %s", self.worker.hostname)
+            finally:
+                connection.close()
+
     def start(self, worker) -> None:
+        global _heartbeat
+        _heartbeat = self
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self._thread.start()
+        reconciler = threading.Thread(
+            target=self._reconcile_queues, name="reconcile-queues", daemon=True
+        )
+        reconciler.start()
 
     def stop(self, worker) -> None:
         self._stop.set()

@@ -14,11 +14,16 @@ from __future__ import annotations
 import logging
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from celery.worker.control import control_command
 
-from beamclaw.celery import app, tenant_queue
+from beamclaw.celery import TENANT_QUEUE_PREFIX, app, tenant_queue
+
+if TYPE_CHECKING:
+    from .models import ShardMap
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +58,16 @@ class Shard:
         index, count = parse_shard(shard) if shard else (0, 1)
         return cls(index=index, count=count, tenants=names)
 
-    def owns(self, slug: str, *, dedicated: bool) -> bool:
+    def owns(self, slug: str, *, dedicated: bool, maps: Sequence[ShardMap] = ()) -> bool:
+        """Under the shard maps given (the active one and one being added), else under
+        this worker's own `k/N`."""
         if self.tenants:
             return slug in self.tenants
-        return not dedicated and shard_index(slug, self.count) == self.index
+        if dedicated:
+            return False
+        if maps:
+            return any(shard_map.shard_of(slug) == self.index for shard_map in maps)
+        return shard_index(slug, self.count) == self.index
 
     def __str__(self) -> str:
         if self.tenants:
@@ -75,11 +86,63 @@ def set_current_shard(shard: Shard) -> None:
     current_shard = shard
 
 
-def tenant_queues_for(shard: Shard) -> list[str]:
+def current_maps() -> list[ShardMap]:
+    """The active shard map and one being added, if any: a worker consumes what either
+    gives it (make-before-break). Empty when no map was ever written."""
+    from .models import ShardMap, ShardMapStatus
+
+    statuses = [ShardMapStatus.ACTIVE, ShardMapStatus.ADDING]
+    return list(ShardMap.objects.filter(status__in=statuses).order_by("-epoch")[:2])
+
+
+def tenant_queues_for(shard: Shard, maps: Sequence[ShardMap] | None = None) -> list[str]:
     from .models import Tenant
 
-    rows = Tenant.objects.filter(is_active=True).values_list("slug", "dedicated_workers")
-    return [tenant_queue(slug) for slug, dedicated in rows if shard.owns(slug, dedicated=dedicated)]
+    maps = current_maps() if maps is None else maps
+    # Suspended tenants too: their turns end at once with `tenant_suspended` instead of
+    # piling up unread in the queue.
+    rows = Tenant.objects.values_list("slug", "dedicated_workers")
+    return [
+        tenant_queue(slug)
+        for slug, dedicated in rows
+        if shard.owns(slug, dedicated=dedicated, maps=maps)
+    ]
+
+
+# The epochs of the maps this worker's queues follow now (shown in the worker registry).
+applied_epochs: list[int] = []
+
+
+def consumed_tenant_queues(consumer) -> set[str]:
+    task_consumer = getattr(consumer, "task_consumer", None)
+    if task_consumer is None:
+        return set()
+    return {q.name for q in task_consumer.queues if q.name.startswith(TENANT_QUEUE_PREFIX)}
+
+
+def queues_to_change(consumer) -> tuple[list[str], list[str], list[int]]:
+    """(queues to add, queues to cancel, map epochs) for this worker to consume exactly
+    its tenants' queues under the current maps."""
+    maps = current_maps()
+    desired = set(tenant_queues_for(current_shard, maps))
+    current = consumed_tenant_queues(consumer)
+    return sorted(desired - current), sorted(current - desired), [m.epoch for m in maps]
+
+
+def reconcile(consumer) -> dict:
+    """Consume exactly this worker's tenant queues (the default queue is left alone).
+    Runs in the consumer's thread (a control command): kombu's channel is not shared."""
+    add, cancel, epochs = queues_to_change(consumer)
+    for queue in add:
+        consumer.add_task_queue(queue)
+    for queue in cancel:
+        consumer.cancel_task_queue(queue)
+    applied_epochs[:] = epochs
+    if add or cancel:
+        log.info(
+            "%s: +%d -%d tenant queue(s), maps %s", current_shard, len(add), len(cancel), epochs
+        )
+    return {"added": add, "cancelled": cancel, "epochs": epochs}
 
 
 def announce_tenant_queue(slug: str, *, dedicated: bool = False) -> None:
@@ -99,8 +162,26 @@ def announce_tenant_queue(slug: str, *, dedicated: bool = False) -> None:
 @control_command(args=[("slug", str), ("dedicated", bool)], signature="<slug> <dedicated>")
 def consume_tenant(state, slug: str, dedicated: bool = False) -> dict:
     """Worker side of announce_tenant_queue: start consuming if our shard owns the tenant."""
-    if not current_shard.owns(slug, dedicated=dedicated):
+    if not current_shard.owns(slug, dedicated=dedicated, maps=current_maps()):
         return {"ok": f"not in {current_shard}"}
     queue = tenant_queue(slug)
     state.consumer.add_task_queue(queue)
     return {"ok": f"consuming {queue}"}
+
+
+@control_command()
+def reconcile_tenant_queues(state) -> dict:
+    """Reconcile now (the worker also does it every QUEUE_RECONCILE_SECONDS by itself)."""
+    from agents.runtime.loop import draining
+    from beamclaw import workers
+
+    if draining.is_set():
+        return {"ok": "draining: consuming nothing"}
+    changes = reconcile(state.consumer)
+    workers.beat_now()  # `reshard` waits for the registry to show the new epochs
+    return {"ok": changes}
+
+
+def request_reconcile(destination: list[str] | None = None) -> None:
+    """Ask workers (all, or these) to reconcile their queues now."""
+    app.control.broadcast("reconcile_tenant_queues", destination=destination, reply=False)

@@ -141,6 +141,7 @@ class Stack:
         self._probe = Celery("probe", set_as_current=False)
         self._probe.conf.update(broker_read_url=broker, broker_write_url=broker)
         self._restarts: dict[str, int] = {}
+        self.shards: dict[str, str] = {}  # worker name -> "k/N" for hash-shard workers
 
     # -- processes ------------------------------------------------------------------------
 
@@ -155,12 +156,13 @@ class Stack:
         self._restarts[name] = count + 1
         log_name = name if count == 0 else f"{name}-restart{count}"
         level = (env or self.env).get("LOG_LEVEL", "WARNING").lower()
+        # Dedicated to the test's tenant, unless the test gave the worker a hash shard.
+        serves = ["--shard", self.shards[name]] if name in self.shards else []
         args = python(
             *[level if arg == "warning" else arg for arg in WORKER_ARGS],
             "-n",
             f"{self.prefix}-{name}@%h",
-            "--tenants",
-            self.tenant.slug,
+            *(serves or ["--tenants", self.tenant.slug]),
         )
         return self._spawn(log_name, args, env)
 
