@@ -432,7 +432,8 @@ def cmd_run(args: list[str]) -> int:
     web_address = ["--host", "127.0.0.1", "--port", str(port)]
     processes = {
         "web": [PYTHON, "-m", "uvicorn", "beamclaw.asgi:application", *web_address],
-        "worker": celery + WORKER_ARGS,
+        # Worker processes that follow the load (beamclaw/supervisor.py); 2 cores: at most 2.
+        "worker": [PYTHON, "manage.py", "workers", "--min", "1", "--max", "2"],
         "beat": [*celery, "beat", "-l", "info"],
         "flower": [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"],
     }

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .models import ApiKey, Tenant, UsageRecord
+from .models import ApiKey, ShardMap, Tenant, UsageRecord
 from .selectors import usage_totals
 from .services import issue_api_key, revoke_api_key
 
@@ -145,4 +145,21 @@ class UsageRecordAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ShardMap)
+class ShardMapAdmin(admin.ModelAdmin):
+    """Read-only: a map changes with `manage.py reshard`, which moves queues without a gap."""
+
+    list_display = ["epoch", "shard_count", "status", "pins", "note", "created_at", "activated_at"]
+    list_filter = ["status"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -1,0 +1,50 @@
+"""`manage.py workers --min 1 --max 4 --concurrency 8 [--shard k/N]`: run as many worker
+processes as the load needs on this machine (see beamclaw/supervisor.py)."""
+
+from __future__ import annotations
+
+import signal
+
+from django.core.management.base import BaseCommand, CommandError
+
+from beamclaw.supervisor import Supervisor
+from tenants.queues import parse_shard
+
+
+class Command(BaseCommand):
+    help = "Run and autoscale Celery worker processes on this machine."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--min", type=int, default=1, dest="minimum")
+        parser.add_argument("--max", type=int, default=4, dest="maximum")
+        parser.add_argument("--concurrency", type=int, default=8, help="threads per worker")
+        parser.add_argument("--shard", help="k/N: the workers consume hash shard k")
+        parser.add_argument(
+            "--interval", type=float, default=2.0, help="seconds between looks at the load"
+        )
+
+    def handle(self, *args, minimum, maximum, concurrency, shard, interval, **options):
+        if not 1 <= minimum <= maximum:
+            raise CommandError("need 1 <= --min <= --max")
+        if concurrency < 1:
+            raise CommandError("--concurrency must be at least 1")
+        if shard:
+            try:
+                parse_shard(shard)
+            except ValueError as exc:
+                raise CommandError(str(exc))
+        supervisor = Supervisor(
+            minimum=minimum,
+            maximum=maximum,
+            concurrency=concurrency,
+            shard=shard,
+            interval=interval,
+        )
+        signal.signal(signal.SIGTERM, supervisor.stop)
+        signal.signal(signal.SIGINT, supervisor.stop)
+        self.stdout.write(
+            f"workers: {minimum}..{maximum} x {concurrency} threads, "
+            f"following the capacity signal of {supervisor.label}"
+        )
+        self.stdout.flush()
+        supervisor.run()

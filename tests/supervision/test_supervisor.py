@@ -1,0 +1,106 @@
+"""`manage.py workers`: worker processes that follow the load, restart, and drain."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import httpx
+import pytest
+
+from tests.support import ROOT, Process, python, wait_until
+
+from .conftest import not_succeeded, wait_for_turns
+from .test_drain import registry
+from .test_reshard import _tenants
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FAST_SIGNAL = {
+    "CAPACITY_INTERVAL_SECONDS": "1",
+    "CAPACITY_MAX_WAIT_SECONDS": "1",
+    "CAPACITY_SCALE_DOWN_WINDOW_SECONDS": "4",
+    "CAPACITY_DEFAULT_SERVICE_SECONDS": "1",
+    "CAPACITY_WORKER_CONCURRENCY": "2",
+    "WORKER_HEARTBEAT_SECONDS": "0.5",
+    "QUEUE_RECONCILE_SECONDS": "1",
+}
+
+
+def _active(stack) -> dict[str, dict]:
+    return {h: e for h, e in registry(stack).items() if e["state"] == "active"}
+
+
+def test_the_supervisor_grows_with_a_backlog_shrinks_by_draining_and_restarts_the_dead(
+    stack, model, log_dir
+):
+    model.add_rule(latency=1.0)
+    key = next(iter(_tenants(model, 1).values()))
+    stack.env.update(FAST_SIGNAL)
+    stack.start(web=True, beat=True)
+    supervisor = Process(
+        f"{stack.prefix}-supervisor",
+        python(
+            "manage.py",
+            "workers",
+            "--min",
+            "1",
+            "--max",
+            "3",
+            "--concurrency",
+            "2",
+            "--interval",
+            "0.5",
+        ),
+        stack.env,
+        log_dir,
+    )
+    stack.others.append(supervisor)
+    wait_until(lambda: len(_active(stack)) == 1, timeout=30, message="the first worker")
+
+    def send(session: str) -> int:
+        response = httpx.post(
+            f"{stack.base_url}/api/v1/sessions/{session}/messages",
+            json={"content": "go"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert response.status_code == 202, response.text
+        return response.json()["turn"]["id"]
+
+    turn_ids = [send(f"agent:ops:burst{n}") for n in range(12)]
+    wait_until(lambda: len(_active(stack)) == 3, timeout=20, message="3 workers for the burst")
+    turns = wait_for_turns(turn_ids, timeout=60)
+    assert not_succeeded(turns) == []
+    assert len({e["pid"] for e in _active(stack).values()}) == 3
+
+    # The burst is over: back to the minimum, by draining (not killing) the extra two.
+    wait_until(lambda: len(registry(stack)) == 1, timeout=30, message="one worker left")
+    assert "draining worker" in supervisor.log()
+
+    # A worker that dies is started again.
+    (victim,) = _active(stack).values()
+    os.kill(victim["pid"], signal.SIGKILL)
+    wait_until(
+        lambda: [e["pid"] for e in _active(stack).values()] not in ([], [victim["pid"]]),
+        timeout=30,
+        message="a replacement worker",
+    )
+    assert "restarting in" in supervisor.log()
+
+    # A fixed count wins over the signal until `scale auto`.
+    scale = subprocess.run(
+        python("manage.py", "scale", "2"),
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+    )
+    assert scale.returncode == 0, scale.stderr
+    wait_until(lambda: len(_active(stack)) == 2, timeout=30, message="2 workers by `scale 2`")
+    subprocess.run(python("manage.py", "scale", "auto"), cwd=ROOT, env=stack.env, check=True)
+    wait_until(lambda: len(registry(stack)) == 1, timeout=30, message="back to the signal")
+
+    supervisor.proc.send_signal(signal.SIGTERM)
+    assert supervisor.proc.wait(30) == 0
+    wait_until(lambda: not registry(stack), timeout=10, message="every worker gone")
