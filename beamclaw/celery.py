@@ -1,4 +1,5 @@
-"""The Celery app: Redis broker, JSON, early ack, prefetch 1, one queue per tenant.
+"""The Celery app: Redis broker (or RabbitMQ), JSON, early ack, prefetch 1, one queue per
+tenant.
 
 A task that carries `tenant=<slug>` in its kwargs is routed to `tenant.<slug>`, so one
 tenant's backlog never sits in front of another's. Everything else (beat jobs, ops
@@ -27,6 +28,23 @@ def tenant_queue(slug: str) -> str:
     return f"{TENANT_QUEUE_PREFIX}{slug}"
 
 
+def is_amqp(url: str | None) -> bool:
+    """A RabbitMQ broker URL (CELERY_BROKER_URL=amqp://...); anything else is Redis."""
+    return (url or "").startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def broker_settings(url: str | None) -> dict:
+    """Settings to change when the broker is RabbitMQ; none for Redis.
+
+    `broker_transport_options` below are Redis's (one key per queue, visibility timeout):
+    RabbitMQ takes neither, as a queue is one queue whatever its priorities and a dead
+    consumer's unacked messages come back at once.
+    """
+    if is_amqp(url):
+        return {"broker_transport_options": {}}
+    return {}
+
+
 def route_by_tenant(name, args, kwargs, options, task=None, **kw):
     """Celery router: tasks that name their tenant go to that tenant's queue."""
     tenant = (kwargs or {}).get("tenant")
@@ -49,7 +67,12 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     worker_pool="threads",
     # One Redis key per queue: BRPOP cost grows with keys, and priorities multiply them.
-    broker_transport_options={"priority_steps": [0], "visibility_timeout": 900},
+    # visibility_timeout: a message a killed worker had reserved (not started) is put back
+    # after this long (agents.runtime.reaper); its turn was re-dispatched long before.
+    broker_transport_options={
+        "priority_steps": [0],
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "900")),
+    },
     broker_connection_retry_on_startup=True,
     task_ignore_result=True,
     result_expires=3600,
@@ -68,6 +91,12 @@ app.conf.update(
     broker_connection_timeout=2,
 )
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _apply_broker_settings(sender, source, **kwargs):
+    """Once the broker URL is known (settings, or CELERY_BROKER_URL first)."""
+    source.update(broker_settings(source.broker_url))
 
 
 app.user_options["worker"].add(

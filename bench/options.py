@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 # In the order `all` runs them (bench.scenarios maps each to its code).
-SCENARIO_NAMES = ("overhead", "concurrency", "tenants", "fairness", "sessions", "recovery")
+SCENARIO_NAMES = (
+    "overhead",
+    "concurrency",
+    "tenants",
+    "fairness",
+    "sessions",
+    "recovery",
+    "elastic",
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,7 @@ class Options:
     worker_concurrency: int | None = None
     web_workers: int = 2
     redis_url: str | None = None
+    broker_url: str | None = None  # amqp://...; by default the run's Redis database
     json_path: str | None = None
 
     def pick(self, given, full, quick):

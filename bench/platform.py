@@ -1,5 +1,6 @@
 """The platform a run measures, as real processes: the fake model server, the ASGI web
-server, Celery workers and celery-beat, all on the run's own database and Redis.
+server, Celery workers and celery-beat, all on the run's own database and Redis (and
+broker, if --broker names RabbitMQ).
 
 Workers run as production does (threads pool, prefetch 1 from beamclaw/celery.py, no
 task events, DEBUG off); each process logs to a file in the run's log directory.
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from beamclaw.celery import app as celery_app
+from beamclaw.celery import is_amqp
 
 from .measure import pids_named, process_tree
 
@@ -136,19 +138,21 @@ class Platform:
         *,
         database_url: str,
         redis_url: str,
+        broker_url: str,
         secret_key: str,
         log_dir: Path,
         say: Callable[[str], None],
     ):
         self.log_dir = log_dir
         self.say = say
+        self.rabbitmq = is_amqp(broker_url)
         metrics_dir = log_dir / "prometheus"
         metrics_dir.mkdir(exist_ok=True)
         self.env = dict(
             os.environ,
             DATABASE_URL=database_url,
             REDIS_URL=redis_url,
-            CELERY_BROKER_URL=redis_url,
+            CELERY_BROKER_URL=broker_url,
             CELERY_RESULT_BACKEND=redis_url,
             CELERY_TASK_EVENTS="0",  # as in production without Flower: events skew it
             DEBUG="0",  # DEBUG keeps every query in memory
@@ -328,7 +332,9 @@ class Platform:
         return [pid for w in self.workers if w.alive() for pid in process_tree(w.pid)]
 
     def component_pids(self, redis_pid: int | None, postgres: bool) -> dict[str, list[int]]:
-        """Who to charge CPU to; PostgreSQL counts every backend (other databases' too)."""
+        """Who to charge CPU to; PostgreSQL counts every backend (other databases' too), and
+        RabbitMQ, when it is the broker, its whole server."""
+        broker = {"rabbitmq": pids_named("beam.smp")} if self.rabbitmq else {}
         return {
             "client": [os.getpid()],
             "web": process_tree(self.web.pid) if self.web else [],
@@ -337,6 +343,7 @@ class Platform:
             "beat": process_tree(self.beat.pid) if self.beat else [],
             "redis": [redis_pid] if redis_pid else [],
             "postgres": pids_named("postgres") if postgres else [],
+            **broker,
         }
 
 

@@ -3,6 +3,7 @@ processes, the scenarios in order, the table and the JSON; everything cleaned up
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform as host
 import resource
@@ -19,8 +20,12 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from django.conf import settings
 from django.db import connection
+from kombu import Connection
+from kombu.exceptions import OperationalError
 
 from beamclaw.celery import app as celery_app
+from beamclaw.celery import broker_settings, is_amqp, tenant_queue
+from tenants.models import Tenant
 
 from .context import Bench
 from .database import BenchDatabase
@@ -106,12 +111,75 @@ class RedisDatabase:
         return self.client.info("server").get("redis_version", "?")
 
 
-def _point_platform_at(redis_url: str) -> None:
-    """This process talks to the run's Redis, as broker and result backend too."""
+class RabbitBroker:
+    """A RabbitMQ broker given with --broker. Its vhost may serve others too, so the run
+    deletes the queues (and their exchanges) it used when it ends, instead of flushing."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.safe_url = Connection(url).as_uri()  # password masked
+        self.version = "?"
+
+    def __enter__(self) -> RabbitBroker:
+        try:
+            with Connection(self.url, connect_timeout=3) as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0)
+                self.version = conn.connection.server_properties.get("version", "?")
+        except OperationalError as exc:
+            raise BenchError(f"the broker at {self.safe_url} does not answer: {exc}")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def delete_queues(self, tenant_slugs: list[str]) -> int:
+        """Delete the tenants' queues, and the default queue if it is idle and empty (a
+        live install on the same vhost may use it). Returns how many were deleted."""
+        deleted = 0
+        with Connection(self.url, connect_timeout=3) as conn:
+            channel = conn.channel()
+            for name in [tenant_queue(slug) for slug in tenant_slugs]:
+                channel.queue_delete(name)
+                channel.exchange_delete(name)
+                deleted += 1
+            default = celery_app.conf.task_default_queue
+            try:
+                channel.queue_delete(default, if_unused=True, if_empty=True)
+                deleted += 1
+            except conn.channel_errors:  # in use or not empty: someone else's, left alone
+                channel = conn.channel()
+            # Celery's own exchanges (default, control, replies, events), unless bound.
+            control = celery_app.conf.control_exchange
+            events = celery_app.conf.event_exchange
+            shared = [default, f"{control}.pidbox", f"reply.{control}.pidbox", events]
+            for name in shared:
+                try:
+                    channel.exchange_delete(name, if_unused=True)
+                except conn.channel_errors:
+                    channel = conn.channel()
+        return deleted
+
+
+def bench_broker(given: str | None) -> RabbitBroker | None:
+    """--broker: a RabbitMQ URL, else None (the run's Redis database is the broker)."""
+    if not given:
+        return None
+    if not is_amqp(given):
+        raise BenchError(
+            f"--broker takes an amqp:// URL, not {given!r}; a Redis broker is the run's own "
+            "Redis database (--redis-url)."
+        )
+    return RabbitBroker(given)
+
+
+def _point_platform_at(redis_url: str, broker_url: str) -> None:
+    """This process talks to the run's Redis (also the result backend) and broker."""
     settings.REDIS_URL = redis_url
     # Celery reads these from the environment before its configuration.
-    os.environ.update(CELERY_BROKER_URL=redis_url, CELERY_RESULT_BACKEND=redis_url)
-    celery_app.conf.update(broker_url=redis_url, result_backend=redis_url)
+    os.environ.update(CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=redis_url)
+    celery_app.conf.update(
+        broker_url=broker_url, result_backend=redis_url, **broker_settings(broker_url)
+    )
 
 
 def _raise_file_limit() -> None:
@@ -125,7 +193,7 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
-def machine(database: BenchDatabase, redis_db: RedisDatabase) -> dict:
+def machine(database: BenchDatabase, redis_db: RedisDatabase, broker: RabbitBroker | None) -> dict:
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -150,6 +218,7 @@ def machine(database: BenchDatabase, redis_db: RedisDatabase) -> dict:
         "database": str(db_version).split(" on ")[0],
         "database_name": database.name,
         "redis": f"{redis_db.version()} at {redis_db.url}",
+        "broker": f"RabbitMQ {broker.version} at {broker.safe_url}" if broker else "Redis",
         "load_average_at_start": os.getloadavg(),
         "commit": commit,
     }
@@ -159,19 +228,24 @@ def run(scenarios: list[str], options: Options) -> int:
     _stop_on_sigterm()
     _raise_file_limit()
     redis_url = bench_redis_url(options.redis_url)
+    broker = bench_broker(options.broker_url)
+    broker_url = broker.url if broker else redis_url
     results: list[Result] = []
     facts: dict = {}
     log_dir = Path(tempfile.mkdtemp(prefix="beamclaw-bench-logs-"))
     say = Bench.say
     try:
-        with RedisDatabase(redis_url) as redis_db:
-            _point_platform_at(redis_url)
+        with RedisDatabase(redis_url) as redis_db, broker or contextlib.nullcontext():
+            _point_platform_at(redis_url, broker_url)
             say(f"==> Redis {redis_url} (flushed); creating the bench database")
+            if broker:
+                say(f"==> broker: RabbitMQ {broker.version} at {broker.safe_url}")
             database = BenchDatabase.create()
             try:
                 platform = Platform(
                     database_url=database.url,
                     redis_url=redis_url,
+                    broker_url=broker_url,
                     secret_key=settings.SECRET_KEY,
                     log_dir=log_dir,
                     say=say,
@@ -191,7 +265,7 @@ def run(scenarios: list[str], options: Options) -> int:
                     say(f"    {database.vendor} {database.name} migrated in {took:.1f} s")
                     for name in database.leftovers():
                         say(f"    note: {name} is left from an earlier run; drop it if unused")
-                    facts.update(machine(database, redis_db))
+                    facts.update(machine(database, redis_db, broker))
                     platform.wait_for_web()
                     for name in scenarios:
                         say(f"==> {name}")
@@ -199,6 +273,10 @@ def run(scenarios: list[str], options: Options) -> int:
                 finally:
                     platform.stop()
             finally:
+                if broker:
+                    slugs = list(Tenant.objects.values_list("slug", flat=True))
+                    deleted = broker.delete_queues(slugs)
+                    say(f"    deleted {deleted} queue(s) of this run from RabbitMQ")
                 database.drop()
     finally:
         # Interrupted or not, what was measured is shown.
@@ -213,6 +291,7 @@ def _report(results: list[Result], facts: dict, options: Options) -> None:
         f"BeamClaw bench — {facts['cores']} cores ({facts['cpu']}), {facts['memory_gib']} GiB, "
         f"Linux {facts['kernel']}, Python {facts['python']}",
         f"{facts['database']} ({facts['database_name']}), Redis {facts['redis']}, "
+        f"broker {facts['broker']}, "
         f"commit {facts['commit']}, load average at start "
         + " ".join(f"{v:.2f}" for v in facts["load_average_at_start"]),
         "Every process runs on this one machine; `other` in CPU figures is what the rest "
@@ -220,7 +299,10 @@ def _report(results: list[Result], facts: dict, options: Options) -> None:
     ]
     print(table(results, header), flush=True)
     if options.json_path:
-        write_json(options.json_path, facts, options.as_json(), results)
+        shown = options.as_json()
+        if options.broker_url:
+            shown["broker_url"] = Connection(options.broker_url).as_uri()  # password masked
+        write_json(options.json_path, facts, shown, results)
         Bench.say(f"figures written to {options.json_path}")
 
 

@@ -159,27 +159,44 @@ def announce_tenant_queue(slug: str, *, dedicated: bool = False) -> None:
         log.warning("could not announce queue for tenant %s", slug, exc_info=True)
 
 
+# The two commands below change the worker's queues after their handler has returned, in
+# the consumer's loop (call_soon). With RabbitMQ, declaring and consuming a queue waits for
+# the broker's answer, and meanwhile py-amqp runs the next control message's handler inside
+# this one: a burst of announcements (a thousand new tenants) nested until RecursionError,
+# and two nested handlers could consume one queue twice. Nobody reads their replies.
+
+
 @control_command(args=[("slug", str), ("dedicated", bool)], signature="<slug> <dedicated>")
 def consume_tenant(state, slug: str, dedicated: bool = False) -> dict:
     """Worker side of announce_tenant_queue: start consuming if our shard owns the tenant."""
-    if not current_shard.owns(slug, dedicated=dedicated, maps=current_maps()):
-        return {"ok": f"not in {current_shard}"}
-    queue = tenant_queue(slug)
-    state.consumer.add_task_queue(queue)
-    return {"ok": f"consuming {queue}"}
+    state.consumer.call_soon(_consume_tenant, state.consumer, slug, dedicated)
+    return {"ok": f"will consume {tenant_queue(slug)} if {current_shard} owns it"}
+
+
+def _consume_tenant(consumer, slug: str, dedicated: bool) -> None:
+    from agents.runtime.loop import draining
+
+    if draining.is_set():  # a drain began since the announcement
+        return
+    if current_shard.owns(slug, dedicated=dedicated, maps=current_maps()):
+        consumer.add_task_queue(tenant_queue(slug))
 
 
 @control_command()
 def reconcile_tenant_queues(state) -> dict:
     """Reconcile now (the worker also does it every QUEUE_RECONCILE_SECONDS by itself)."""
+    state.consumer.call_soon(_reconcile_now, state.consumer)
+    return {"ok": "reconciling"}
+
+
+def _reconcile_now(consumer) -> None:
     from agents.runtime.loop import draining
     from beamclaw import workers
 
     if draining.is_set():
-        return {"ok": "draining: consuming nothing"}
-    changes = reconcile(state.consumer)
+        return
+    reconcile(consumer)
     workers.beat_now()  # `reshard` waits for the registry to show the new epochs
-    return {"ok": changes}
 
 
 def request_reconcile(destination: list[str] | None = None) -> None:

@@ -66,6 +66,17 @@ FIGURES = {
         "big_insert_s",
     ],
     "recovery": ["lost", "duplicated", "finish_s", "finish_no_kill_s", "finish_ratio"],
+    "elastic": [
+        "lost",
+        "duplicated",
+        "wait_p99_s",
+        "static_wait_p99_s",
+        "first_new_worker_s",
+        "backlog_empty_after_surge_s",
+        "peak_workers",
+        "worker_seconds",
+        "worker_seconds_ratio",
+    ],
 }
 
 

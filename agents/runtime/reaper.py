@@ -12,6 +12,12 @@ down at submission — shows up in the Turn table and is re-triggered here:
   TURN_REDISPATCH_AFTER_SECONDS while nobody holds its session;
 - a `waiting` turn whose sub-agents have all ended but whose wake-up was lost.
 
+It also puts back Celery messages a killed worker had reserved but not started (they
+sit in the Redis transport's `unacked` set): kombu sweeps them only when a worker starts
+consuming, so without another start they would stay there. Their turns ran long ago (the
+reaper re-dispatched them); a message that comes back finds its turn done or its
+session's lease held, and does nothing.
+
 Re-sending a trigger is always safe: the lease and the fence let one worker run a session.
 """
 
@@ -130,11 +136,26 @@ def _reap_waiting(report: ReapReport) -> None:
             report.redispatched_queued.append(session_id)
 
 
+def restore_stranded_messages() -> None:
+    """Requeue the Redis transport's reserved messages older than its visibility timeout."""
+    from beamclaw.celery import app
+
+    with app.connection_for_write() as connection:
+        if connection.transport.driver_type != "redis":
+            return  # other brokers redeliver a dead consumer's messages themselves
+        channel = connection.default_channel
+        channel.qos.restore_visible(num=BATCH, interval=1)
+
+
 def reap_stale_turns() -> ReapReport:
     report = ReapReport()
     _reap_running(report)
     _reap_waiting(report)
     _reap_queued(report)
+    try:
+        restore_stranded_messages()
+    except Exception:  # the broker is away: next time
+        log.warning("could not look for stranded messages", exc_info=True)
     if report.redispatched_running or report.redispatched_queued:
         log.warning(
             "reaper re-dispatched %d orphaned running turn(s) %s and %d waiting session(s)",

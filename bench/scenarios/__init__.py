@@ -1,6 +1,6 @@
 """The scenarios, each a `run(bench) -> Result` that measures its own floor."""
 
-from . import concurrency, fairness, overhead, recovery, sessions, tenants
+from . import concurrency, elastic, fairness, overhead, recovery, sessions, tenants
 
 SCENARIOS = {
     "overhead": overhead.run,
@@ -9,4 +9,5 @@ SCENARIOS = {
     "fairness": fairness.run,
     "sessions": sessions.run,
     "recovery": recovery.run,
+    "elastic": elastic.run,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 from agents.models import Message, Turn
 from tenants.models import ShardMap, Tenant
 from tenants.queues import shard_index
-from tenants.services import issue_api_key
+from tenants.services import create_tenant, issue_api_key
 from tests.support import ROOT, make_agent, python, wait_until
 
 from .conftest import not_succeeded, wait_for_turns
@@ -74,6 +75,27 @@ def test_a_tenant_a_running_worker_was_never_told_about_is_consumed_within_a_rec
 
     assert time.monotonic() - started < 1 + 2  # one reconcile period, and a ping's worth
     assert f"tenant.{slug}" not in _consumers(stack, "s0")
+
+
+def test_a_tenant_announced_while_its_worker_was_down_is_consumed_after_the_restart(stack, model):
+    stack.shards = {"s1": "1/2"}
+    stack.start(workers=("s1",))
+    stack.workers["s1"].kill(signal.SIGKILL)
+    stack.workers["s1"].proc.wait(10)
+    tenant = create_tenant(slug=_slug_in_shard_1(), name="late")  # its broadcast is lost
+
+    stack.restart_worker("s1")
+
+    wait_until(
+        lambda: f"tenant.{tenant.slug}" in _consumers(stack, "s1"),
+        timeout=5,
+        message="the restarted worker to consume the tenant it missed",
+    )
+
+
+def _slug_in_shard_1() -> str:
+    prefix = f"late{uuid.uuid4().hex[:6]}"
+    return next(f"{prefix}-{i}" for i in range(1000) if shard_index(f"{prefix}-{i}", 2) == 1)
 
 
 def test_resharding_under_load_moves_queues_with_nothing_lost_or_doubled(stack, model):

@@ -28,6 +28,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--redis-url", help="Redis database of the run, flushed (default: REDIS_URL's, db 14)"
         )
+        parser.add_argument(
+            "--broker",
+            dest="broker_url",
+            metavar="URL",
+            help="Celery broker of the run, e.g. amqp://guest:guest@127.0.0.1:5672// "
+            "(default: the run's Redis database); the queues the run used are deleted at the end",
+        )
         sizes = parser.add_argument_group("sizes (each scenario has its own default)")
         sizes.add_argument(
             "--turns",

@@ -1,0 +1,321 @@
+"""elastic: a 10x surge under `manage.py workers --min 1 --max 6`, beside one static worker.
+
+Turns of 1 s arrive at 4/s for a minute, 40/s for a minute, then 4/s again, over 200
+sessions. The supervisor follows the capacity signal (celery-beat computes it every
+second here); the static run has one worker throughout. A sampler reads the worker
+registry and the queued turns every 0.25 s, so the report can say when the first new
+worker took work, when the surge's backlog was gone, and how many worker-seconds each
+run used against a static pool of the maximum size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from agents.models import MessageRole, Turn, TurnStatus
+from beamclaw.workers import list_workers
+
+from ..context import Bench, BenchTenant
+from ..load import Api, Job, Outcome, Progress, run_paced
+from ..measure import percentile
+from ..platform import Child, python
+from ..report import Result, num, ratio
+
+MAX_WORKERS = 6
+THREADS = 8
+
+
+@dataclass
+class Sample:
+    at: float  # seconds since the run started
+    workers: set[str]
+    busy: set[str]  # workers with a turn in flight
+    queued: int
+
+
+@dataclass
+class Timeline:
+    started: float = field(default_factory=time.monotonic)
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        try:
+            while not self._stop.wait(0.25):
+                entries = [e for e in list_workers() if e["state"] == "active"]
+                queued = Turn.objects.filter(status=TurnStatus.QUEUED).count()
+                self.samples.append(
+                    Sample(
+                        time.monotonic() - self.started,
+                        {e["hostname"] for e in entries},
+                        {e["hostname"] for e in entries if e["in_flight"]},
+                        queued,
+                    )
+                )
+        finally:
+            connection.close()
+
+    def __enter__(self) -> Timeline:
+        self._thread = threading.Thread(target=self.run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def worker_seconds(self) -> float:
+        total, previous = 0.0, 0.0
+        for sample in self.samples:
+            total += len(sample.workers) * (sample.at - previous)
+            previous = sample.at
+        return total
+
+
+def _send_phases(
+    bench: Bench, jobs: list[Job], phases: list[tuple[float, float]]
+) -> tuple[list[Outcome], list[float], list[datetime]]:
+    """Paced arrivals, phase after phase; returns each phase's outcome and start time
+    (monotonic, and wall clock to compare with the turns' created_at)."""
+    sessions = itertools.cycle(jobs)
+    starts: list[float] = []
+    walls: list[datetime] = []
+
+    async def go() -> list[Outcome]:
+        outcomes = []
+        async with Api(bench.platform.web_url, connections=64) as api:
+            for rate, seconds in phases:
+                count = round(rate * seconds)
+                starts.append(time.monotonic())
+                walls.append(timezone.now())
+                with bench.bar(f"{rate:g}/s for {seconds:g} s", count) as bar:
+                    outcomes.append(
+                        await run_paced(
+                            sessions,
+                            lambda job: api.send(job, wait=None),
+                            interval=1 / rate,
+                            until=lambda started, count=count: started >= count,
+                            progress=Progress(bar),
+                        )
+                    )
+        return outcomes
+
+    outcomes = bench.run(go())
+    return outcomes, starts, walls
+
+
+def _one_run(
+    bench: Bench,
+    tenant: BenchTenant,
+    jobs: list[Job],
+    phases: list[tuple[float, float]],
+    *,
+    elastic: bool,
+    env: dict[str, str],
+) -> dict:
+    label = "elastic" if elastic else "static"
+    since = timezone.now()
+    supervisor = None
+    if elastic:
+        supervisor = Child(
+            "supervisor",
+            python(
+                *f"manage.py workers --min 1 --max {MAX_WORKERS} --concurrency {THREADS} "
+                "--interval 0.5".split()
+            ),
+            {**bench.platform.env, **env},
+            bench.platform.log_dir,
+        )
+    else:
+        bench.platform.start_workers(1, THREADS, env=env)
+    try:
+        with Timeline() as timeline:
+            deadline = time.monotonic() + 60
+            while not timeline.samples or not timeline.samples[-1].workers:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no {label} worker came up")
+                time.sleep(0.25)
+            origin = time.monotonic()
+            bench.say(f"  {label}: sending")
+            outcomes, starts, walls = _send_phases(bench, jobs, phases)
+            unfinished = bench.unfinished([tenant], timeout=600)
+            end = time.monotonic()
+    finally:
+        if supervisor is not None:
+            supervisor.stop(timeout=60)
+        else:
+            bench.platform.stop_workers()
+
+    starts = [s - timeline.started for s in starts]
+    surge_start, surge_end = starts[1], starts[2]
+    turns = Turn.objects.filter(tenant_id=tenant.id, created_at__gte=since)
+    phase_waits = _phase_waits(turns, walls)
+    before = next((s for s in timeline.samples if s.at >= surge_start), None)
+    first_new = next(
+        (
+            s.at - surge_start
+            for s in timeline.samples
+            if s.at >= surge_start and before and s.busy - before.workers
+        ),
+        None,
+    )
+    backlog_empty = next(
+        (s.at - surge_end for s in timeline.samples if s.at >= surge_end and s.queued == 0),
+        None,
+    )
+    counted = turns.annotate(
+        answers=Count("messages", filter=Q(messages__role=MessageRole.ASSISTANT))
+    )
+    submitted = sum(o.completed for o in outcomes)
+    duration = end - origin
+    return {
+        "submitted": submitted,
+        "not_accepted": sum(o.failed for o in outcomes),
+        "lost": submitted - counted.filter(status=TurnStatus.SUCCEEDED, answers__gte=1).count(),
+        "duplicated": counted.filter(answers__gt=1).count(),
+        "unfinished": unfinished,
+        "phase_waits": phase_waits,
+        "first_new_worker_s": round(first_new, 2) if first_new is not None else None,
+        "backlog_empty_after_surge_s": round(backlog_empty, 2)
+        if backlog_empty is not None
+        else None,
+        "peak_workers": max((len(s.workers) for s in timeline.samples), default=0),
+        "worker_seconds": round(timeline.worker_seconds(), 1),
+        "duration_s": round(duration, 1),
+    }
+
+
+def _phase_waits(turns, walls: list[datetime]) -> list[dict]:
+    """Wait (submitted → started) p50/p99 of the turns submitted in each phase."""
+    waits: list[list[float]] = [[] for _ in walls]
+    for created, started_at in turns.values_list("created_at", "started_at"):
+        if started_at is None:
+            continue
+        phase = (
+            max(i for i, wall in enumerate(walls) if wall <= created) if created >= walls[0] else 0
+        )
+        waits[phase].append((started_at - created).total_seconds())
+    return [
+        {
+            "p50_s": round(percentile(w, 50), 2) if w else None,
+            "p99_s": round(percentile(w, 99), 2) if w else None,
+        }
+        for w in waits
+    ]
+
+
+def run(bench: Bench) -> Result:
+    o = bench.options
+    latency = o.pick(o.latency, 1.0, 0.5)
+    seconds = o.pick(None, 60.0, 3.0)
+    sessions = o.pick(o.load_sessions, 200, 40)
+    phases = [(4.0, seconds), (40.0, seconds), (4.0, seconds)]
+    window = o.pick(None, 20, 3)
+    env = {
+        "CAPACITY_INTERVAL_SECONDS": "1",
+        "CAPACITY_WORKER_CONCURRENCY": str(THREADS),
+        "CAPACITY_MIN_WORKERS": "1",
+        "CAPACITY_MAX_WORKERS": str(MAX_WORKERS),
+        "CAPACITY_MAX_WAIT_SECONDS": "2",
+        "CAPACITY_SCALE_DOWN_WINDOW_SECONDS": str(window),
+        "CAPACITY_DEFAULT_SERVICE_SECONDS": str(latency),
+        "WORKER_HEARTBEAT_SECONDS": "1",
+    }
+    result = Result(
+        "elastic",
+        f"{sessions} sessions, model latency {latency} s; 4/s, 40/s, 4/s for {seconds:g} s "
+        f"each; `workers --min 1 --max {MAX_WORKERS}` x {THREADS} threads vs 1 static worker",
+        config={
+            "sessions": sessions,
+            "model_latency_s": latency,
+            "phases": phases,
+            "max_workers": MAX_WORKERS,
+            "threads": THREADS,
+            "scale_down_window_s": window,
+        },
+    )
+    bench.platform.start_model(latency)
+    bench.platform.start_beat(env=env)
+    bench.platform.wait_for_beat()
+    runs = {}
+    try:
+        for elastic in (True, False):
+            tenant = bench.tenant(f"elastic-{'auto' if elastic else 'static'}")
+            jobs, _ = bench.idle_sessions([(tenant, f"s{i}") for i in range(sessions)])
+            runs[elastic] = _one_run(bench, tenant, jobs, phases, elastic=elastic, env=env)
+            bench.retire([tenant])
+    finally:
+        bench.platform.stop_beat()
+
+    auto, static = runs[True], runs[False]
+    static_max = MAX_WORKERS * auto["duration_s"]
+    result.figures = {
+        "lost": auto["lost"],
+        "duplicated": auto["duplicated"],
+        "wait_p50_s": [w["p50_s"] for w in auto["phase_waits"]],
+        "wait_p99_s": [w["p99_s"] for w in auto["phase_waits"]],
+        "static_wait_p50_s": [w["p50_s"] for w in static["phase_waits"]],
+        "static_wait_p99_s": [w["p99_s"] for w in static["phase_waits"]],
+        "first_new_worker_s": auto["first_new_worker_s"],
+        "backlog_empty_after_surge_s": auto["backlog_empty_after_surge_s"],
+        "static_backlog_empty_after_surge_s": static["backlog_empty_after_surge_s"],
+        "peak_workers": auto["peak_workers"],
+        "worker_seconds": auto["worker_seconds"],
+        "static_max_worker_seconds": round(static_max, 1),
+        "worker_seconds_ratio": ratio(auto["worker_seconds"], static_max),
+        "static_lost": static["lost"],
+        "static_duplicated": static["duplicated"],
+    }
+    f = result.figures
+    row = result.row(
+        "lost / duplicated",
+        f"{f['lost']} / {f['duplicated']}",
+        f"static: {f['static_lost']} / {f['static_duplicated']}",
+    )
+    result.goal(row, "0 / 0", f["lost"] == 0 and f["duplicated"] == 0)
+    for index, name in enumerate(("before", "surge", "after")):
+        p99 = f["wait_p99_s"][index]
+        row = result.row(
+            f"wait p50 / p99, {name}",
+            f"{num(f['wait_p50_s'][index], 2)} / {num(p99, 2)} s",
+            f"static {num(f['static_wait_p50_s'][index], 2)} / "
+            f"{num(f['static_wait_p99_s'][index], 2)} s",
+        )
+        result.goal(row, "p99 ≤ 3 s", p99 is not None and p99 <= 3)
+    row = result.row(
+        "first new worker consuming",
+        f"{num(f['first_new_worker_s'], 2)} s",
+        "after the step to 40/s",
+    )
+    result.goal(row, "≤ 3 s", f["first_new_worker_s"] is not None and f["first_new_worker_s"] <= 3)
+    row = result.row(
+        "backlog empty after the surge",
+        f"{num(f['backlog_empty_after_surge_s'], 2)} s",
+        f"static {num(f['static_backlog_empty_after_surge_s'], 1)} s",
+    )
+    empty = f["backlog_empty_after_surge_s"]
+    result.goal(row, "≤ 10 s", empty is not None and empty <= 10)
+    row = result.row(
+        "worker-seconds",
+        num(f["worker_seconds"]),
+        f"static {MAX_WORKERS} workers {num(f['static_max_worker_seconds'])}",
+        f["worker_seconds_ratio"],
+    )
+    result.goal(
+        row, "≤ 0.60", f["worker_seconds_ratio"] is not None and f["worker_seconds_ratio"] <= 0.6
+    )
+    result.row("peak workers", str(f["peak_workers"]), f"max {MAX_WORKERS}")
+    for name, figures in (("elastic", auto), ("static", static)):
+        if figures["unfinished"]:
+            result.notes.append(f"{name}: unfinished turns {figures['unfinished']}")
+        if figures["not_accepted"]:
+            result.notes.append(f"{name}: {figures['not_accepted']} submissions refused")
+    return result
