@@ -9,8 +9,8 @@ capacity. So the count comes from the Turn table and the tenants' limits:
 - runnable: sessions whose next turn could start now (queued, nothing running or waiting
   in the session), up to what the tenant's concurrency cap leaves, and none for a
   suspended tenant or one whose token budget is used up (those are `parked`);
-- arrival rate (turns created per second, last minute) and service time (seconds a turn
-  holds a worker thread, mean over the last finished ones).
+- arrival rate (turns created per second over CAPACITY_ARRIVAL_WINDOW_SECONDS) and
+  service time (seconds a turn holds a worker thread, mean over the last finished ones).
 
 Threads needed: max(arrival x service, running) + runnable x service / BACKLOG seconds
 (Little's law, plus clearing the backlog in CAPACITY_BACKLOG_SECONDS), divided by what
@@ -44,7 +44,6 @@ from tenants import limits
 from tenants.models import ShardMap, ShardMapStatus, Tenant
 from tenants.queues import shard_index
 
-ARRIVAL_WINDOW_SECONDS = 60
 SERVICE_SAMPLE = 500  # finished turns the service time is the mean of
 SERVICE_WINDOW_SECONDS = 600
 
@@ -187,8 +186,9 @@ def measure(now=None) -> dict[str, ShardLoad]:
         elif row["status"] == TurnStatus.QUEUED and row["session_id"] not in busy_sessions:
             heads[row["tenant_id"]].append(row["oldest"])
 
+    window = settings.CAPACITY_ARRIVAL_WINDOW_SECONDS
     arrivals = dict(
-        Turn.objects.filter(created_at__gte=now - timedelta(seconds=ARRIVAL_WINDOW_SECONDS))
+        Turn.objects.filter(created_at__gte=now - timedelta(seconds=window))
         .values_list("tenant_id")
         .annotate(n=Count("id"))
     )
@@ -217,7 +217,7 @@ def measure(now=None) -> dict[str, ShardLoad]:
         shard.running += load.running
         shard.runnable += load.runnable
         shard.parked += load.parked
-        shard.arrival_rate += arrivals.get(tenant_id, 0) / ARRIVAL_WINDOW_SECONDS
+        shard.arrival_rate += arrivals.get(tenant_id, 0) / window
         shard.oldest_runnable_age_seconds = max(
             shard.oldest_runnable_age_seconds, load.oldest_runnable_age_seconds
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
+from django.db import connection
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -198,11 +199,12 @@ class SessionMessagesView(AsyncAPIView):
             codes={"content": "invalid_content", "mode": "invalid_mode", "wait": "invalid_wait"},
         )
         tenant = request_tenant(request)
-        submission = await sync_to_async(services.submit_message)(
-            tenant=tenant, session_key=key, content=data["content"], mode=data.get("mode")
+        waits = bool(data.get("wait"))
+        submission = await sync_to_async(_submit)(
+            tenant, key, data["content"], data.get("mode"), then_release=waits
         )
         finished = False
-        if data.get("wait") and not submission.delayed:
+        if waits and not submission.delayed:
             stream_key = events.turn_stream(submission.turn)
             finished = await sse.wait_for_finish(
                 stream_key, data["wait"], after=submission.queued_event_id
@@ -224,6 +226,20 @@ class SessionMessagesView(AsyncAPIView):
             "new_turn": submission.new_turn,
             "delayed": submission.delayed,
         }
+
+
+def release_connection() -> None:
+    """Before a long wait on Redis, give the request's database connection back (to the
+    pool, on PostgreSQL): a thousand clients waiting for answers must hold none."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _submit(tenant, key: str, content: str, mode: str | None, *, then_release: bool):
+    submission = services.submit_message(tenant=tenant, session_key=key, content=content, mode=mode)
+    if then_release:
+        release_connection()
+    return submission
 
 
 # --- Turns ----------------------------------------------------------------------------
@@ -263,6 +279,13 @@ SSE_DOC = extend_schema(
 )
 
 
+def _get_and_release(select, *args):
+    """Look the row up, then give the connection back: an event stream lasts long."""
+    row = select(*args)
+    release_connection()
+    return row
+
+
 def _last_event_id(request) -> str:
     return (
         request.headers.get("Last-Event-ID") or request.query_params.get("last_event_id") or "0-0"
@@ -284,7 +307,7 @@ class TurnEventsView(AsyncAPIView):
     @SSE_DOC
     async def get(self, request, turn_id: int):
         tenant = request_tenant(request)
-        turn = await sync_to_async(selectors.get_turn)(tenant, turn_id)
+        turn = await sync_to_async(_get_and_release)(selectors.get_turn, tenant, turn_id)
 
         async def finished_summary() -> dict | None:
             current = await Turn.objects.aget(pk=turn.pk)
@@ -312,7 +335,7 @@ class SessionEventsView(AsyncAPIView):
     @SSE_DOC
     async def get(self, request, key: str):
         tenant = request_tenant(request)
-        session = await sync_to_async(selectors.get_session)(tenant, key)
+        session = await sync_to_async(_get_and_release)(selectors.get_session, tenant, key)
         frames = sse.stream(
             events.session_stream(session),
             _last_event_id(request),

@@ -10,6 +10,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from psycopg_pool import PoolTimeout
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -54,12 +55,33 @@ def _code_and_message(exc: exceptions.APIException) -> tuple[str, str]:
     return code, str(detail)
 
 
+BUSY_RETRY_AFTER_SECONDS = 2
+
+
+def _out_of_database_connections(exc: BaseException) -> bool:
+    """psycopg's pool gave up waiting for a free connection (Django wraps its error)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, PoolTimeout):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
 
+    if _out_of_database_connections(exc):
+        # Overload, not a bug and not the client's fault: say so, and when to come back.
+        log.warning("no database connection free for %s", context.get("view").__class__.__name__)
+        return Response(
+            error_body("service_busy", "The service is busy; retry in a few seconds."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+        )
     if not isinstance(exc, exceptions.APIException):
         # A bug, not the client's fault: log it and answer without internals.
         log.exception("unhandled error in %s", context.get("view").__class__.__name__)

@@ -218,7 +218,7 @@ def run(bench: Bench) -> Result:
     seconds = o.pick(None, 60.0, 3.0)
     sessions = o.pick(o.load_sessions, 200, 40)
     phases = [(4.0, seconds), (40.0, seconds), (4.0, seconds)]
-    window = o.pick(None, 20, 3)
+    window = o.pick(None, 10, 3)
     env = {
         "CAPACITY_INTERVAL_SECONDS": "1",
         "CAPACITY_WORKER_CONCURRENCY": str(THREADS),
@@ -226,6 +226,7 @@ def run(bench: Bench) -> Result:
         "CAPACITY_MAX_WORKERS": str(MAX_WORKERS),
         "CAPACITY_MAX_WAIT_SECONDS": "2",
         "CAPACITY_SCALE_DOWN_WINDOW_SECONDS": str(window),
+        "CAPACITY_ARRIVAL_WINDOW_SECONDS": str(window),
         "CAPACITY_DEFAULT_SERVICE_SECONDS": str(latency),
         "WORKER_HEARTBEAT_SECONDS": "1",
     }

@@ -101,7 +101,8 @@ def _turns(tenant, agent, sessions: int, status: str, *, age: float = 0.0, prefi
 
 
 @pytest.mark.django_db
-def test_turns_parked_by_their_tenants_limits_are_not_runnable(model):
+def test_turns_parked_by_their_tenants_limits_are_not_runnable(model, settings):
+    settings.CAPACITY_ARRIVAL_WINDOW_SECONDS = 60
     capped = create_tenant(slug="capped", max_concurrent_turns=3)
     broke = create_tenant(slug="broke", tokens_per_day=100)
     resting = create_tenant(slug="resting", is_active=False)

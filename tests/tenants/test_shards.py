@@ -1,6 +1,7 @@
 """Workers consume a bounded shard of tenant queues; new tenants reach the right ones."""
 
 import os
+import uuid
 
 import pytest
 
@@ -63,3 +64,17 @@ def test_a_shard_worker_consumes_only_its_tenants_old_and_new(platform_env, log_
         assert f"tenant.{theirs_new}" not in _active_queues(hostname)
     finally:
         worker.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_tenants_first_turn_starts_within_two_seconds_on_running_workers(worker, model):
+    from tests.conftest import TenantFixture
+    from tests.support import make_agent, send, wait_for_turn
+
+    newcomer = TenantFixture(f"new{uuid.uuid4().hex[:8]}")  # announced as it is created
+    make_agent(newcomer.tenant, model)
+
+    turn = wait_for_turn(send(newcomer, "agent:ops:main", "hello")["turn"]["id"])
+
+    assert turn.status == "succeeded"
+    assert (turn.started_at - turn.created_at).total_seconds() < 2.0
