@@ -41,9 +41,19 @@ def get_async_redis() -> aioredis.Redis:
     with _lock:
         client = _async_clients.get(key)
         if client is None:
-            client = aioredis.Redis.from_url(
-                settings.REDIS_URL, decode_responses=True, socket_connect_timeout=3
+            # Blocking reads (XREAD of `wait=` and event streams) last up to
+            # WAIT_MAX_SECONDS: the read timeout must outlast them (redis-py's default is
+            # 5 s). One connection per waiting client, so the pool is large; past it a
+            # request waits a little for one, then answers without waiting.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                settings.REDIS_URL,
+                decode_responses=True,
+                socket_connect_timeout=3,
+                socket_timeout=settings.WAIT_MAX_SECONDS + 10,
+                max_connections=settings.REDIS_ASYNC_MAX_CONNECTIONS,
+                timeout=5,
             )
+            client = aioredis.Redis(connection_pool=pool)
             _async_clients[key] = client
     return client
 

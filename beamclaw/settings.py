@@ -250,6 +250,9 @@ WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 5.0)
 # shard map (a missed broadcast, a reshard, a suspended tenant heal within this).
 QUEUE_RECONCILE_SECONDS = env_float("QUEUE_RECONCILE_SECONDS", 3.0)
 WAIT_MAX_SECONDS = 60
+# Connections of a web process's asyncio Redis client: one per client waiting (`wait=`,
+# event streams). Redis itself accepts 10,000 clients by default.
+REDIS_ASYNC_MAX_CONNECTIONS = env_int("REDIS_ASYNC_MAX_CONNECTIONS", 2000)
 
 # --- Capacity: how many workers each shard needs (agents.capacity) -------------------------
 # The hash shard count workers are started with (--shard k/N); the signal is per shard.

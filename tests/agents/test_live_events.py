@@ -114,3 +114,24 @@ def test_wait_gives_202_when_the_turn_is_slower_than_the_wait(web, acme, agent, 
     assert response.status_code == 202
     assert response.json()["turn"]["status"] in ("queued", "running")
     wait_for_turn(response.json()["turn"]["id"])
+
+
+def test_wait_and_event_streams_outlast_a_quiet_spell_longer_than_redis_read_timeouts(
+    web, acme, agent, model
+):
+    """A model call of 6.5 s: nothing happens on the stream meanwhile (redis-py gives up
+    reading after 5 s unless told otherwise)."""
+    model.add_rule(match=r"slow", latency=6.5)
+
+    waited = httpx.post(
+        f"{web}/api/v1/sessions/agent:ops:main/messages",
+        json={"content": "slow one", "wait": 20},
+        headers=acme.headers,
+        timeout=30,
+    )
+    streamed_turn = send(acme, "agent:ops:other", "slow two")["turn"]["id"]
+    events = stream_turn(web, acme, streamed_turn)
+
+    assert waited.status_code == 200, waited.json()
+    assert waited.json()["turn"]["reply"] == "echo: slow one"
+    assert events[-1]["event"] == "turn.finished"
