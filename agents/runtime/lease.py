@@ -65,6 +65,11 @@ class Lease:
         self.lost = threading.Event()
         # The tenant's slot set while this session holds a concurrency slot.
         self.slot_key: str | None = None
+        # The keeper renews from its own thread: a renewal landing just after our release
+        # would take the freed lease back (as after a Redis restart) for a whole TTL, and
+        # the session's next trigger would find it taken. Released is final.
+        self._guard = threading.Lock()
+        self._released = False
 
     def acquire(self) -> bool:
         ttl_ms = int(settings.TURN_LEASE_SECONDS * 1000)
@@ -77,14 +82,21 @@ class Lease:
     def renew(self) -> bool:
         ttl_ms = int(settings.TURN_LEASE_SECONDS * 1000)
         keys = [self.key, self.slot_key] if self.slot_key else [self.key]
-        return bool(get_redis().eval(_RENEW, len(keys), *keys, self.owner, ttl_ms, self.session_id))
+        with self._guard:
+            if self._released:
+                return True  # nothing to keep; not lost either
+            return bool(
+                get_redis().eval(_RENEW, len(keys), *keys, self.owner, ttl_ms, self.session_id)
+            )
 
     def release(self) -> None:
         keeper.forget(self)
-        try:
-            get_redis().eval(_RELEASE, 1, self.key, self.owner)
-        except Exception:  # it expires on its own; the fence keeps us safe either way
-            log.warning("could not release lease %s", self.key, exc_info=True)
+        with self._guard:
+            self._released = True
+            try:
+                get_redis().eval(_RELEASE, 1, self.key, self.owner)
+            except Exception:  # it expires on its own; the fence keeps us safe either way
+                log.warning("could not release lease %s", self.key, exc_info=True)
 
     def check(self) -> None:
         if self.lost.is_set():
