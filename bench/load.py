@@ -25,6 +25,10 @@ T = TypeVar("T")
 Step = Callable[[T], Awaitable[str | None]]
 
 
+# How long a client follows a turn that did not finish within its `wait`.
+FOLLOW_SECONDS = 300
+
+
 @dataclass(frozen=True)
 class Job:
     """One message to send: which tenant (by API key) and which session."""
@@ -191,12 +195,14 @@ class Api:
         return f"HTTP {response.status} {code}"
 
     async def _follow(self, turn_id: int, headers: dict) -> str | None:
+        """The turn's event stream, up to FOLLOW_SECONDS, until `turn.finished`."""
         event = ""
         try:
             async with self._http.get(
                 f"/api/v1/turns/{turn_id}/events",
                 headers={**headers, "Accept": "text/event-stream"},
-                timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+                # A stuck turn fails the request instead of hanging the run.
+                timeout=aiohttp.ClientTimeout(total=FOLLOW_SECONDS, sock_read=None),
             ) as response:
                 async for raw in response.content:
                     line = raw.decode().strip()
