@@ -167,8 +167,9 @@ def stabilise(raw: int, history: list[tuple[float, int]], now: float, window: fl
 # --- Measuring (database and Redis) --------------------------------------------------------
 
 
-def measure(now=None) -> dict[str, ShardLoad]:
-    """Every shard's load now, with a line per tenant that has work."""
+def measure(shard_map: ShardMap | None, now=None) -> dict[str, ShardLoad]:
+    """Every shard's load now under `shard_map` (None: no map written), with a line per
+    tenant that has work."""
     now = now or timezone.now()
     active = list(
         Turn.objects.filter(status__in=[TurnStatus.QUEUED, TurnStatus.RUNNING, TurnStatus.WAITING])
@@ -192,7 +193,6 @@ def measure(now=None) -> dict[str, ShardLoad]:
         .values_list("tenant_id")
         .annotate(n=Count("id"))
     )
-    shard_map = active_map()
     tenant_ids = set(running) | set(heads) | set(arrivals)
     tenants = {t.pk: t for t in Tenant.objects.filter(pk__in=tenant_ids)}
     exhausted = limits.out_of_budget([tenants[i] for i in heads if i in tenants])
@@ -270,11 +270,12 @@ def compute(policy: Policy | None = None) -> dict:
 
     policy = policy or Policy.from_settings()
     now = time.time()
-    shards = measure()
-    for label in _shards_with_workers():
-        shards.setdefault(label, ShardLoad(label, service_seconds=0.0))
-    workers_by_shard: dict[str, int] = defaultdict(int)
     shard_map = active_map()
+    shards = measure(shard_map=shard_map)
+    count = shard_count(shard_map)
+    for label in (shard_label(index, count) for index in range(count)):
+        shards.setdefault(label, ShardLoad(label))  # an idle shard: reported at its minimum
+    workers_by_shard: dict[str, int] = defaultdict(int)
     for entry in list_workers():
         if entry.get("state") == "active":
             workers_by_shard[_registry_label(entry["shard"], shard_map)] += 1
@@ -319,12 +320,6 @@ def _registry_label(shard: str, shard_map: ShardMap | None) -> str:
         index, count = (int(n) for n in shard.removeprefix("shard ").split("/"))
         return shard_label(index, shard_map.shard_count if shard_map else count)
     return "dedicated-" + shard.removeprefix("dedicated to ").replace(", ", "-")
-
-
-def _shards_with_workers() -> set[str]:
-    """Every hash shard, so an idle shard is reported too (at its minimum)."""
-    count = shard_count(active_map())
-    return {shard_label(index, count) for index in range(count)}
 
 
 def latest_report() -> dict:

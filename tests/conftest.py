@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import pytest
 import redis
 from django.conf import settings
@@ -21,7 +20,14 @@ from rest_framework.test import APIClient
 from beamclaw.celery import app as celery_app
 from tenants.services import create_tenant, issue_api_key
 
-from .support import Process, free_port, make_agent, python, test_database_url, wait_until
+from .support import (
+    Process,
+    make_agent,
+    python,
+    start_web,
+    test_database_url,
+    wait_until,
+)
 
 
 def _test_redis_url() -> str:
@@ -148,33 +154,7 @@ def worker(platform_env, log_dir):
 @pytest.fixture(scope="session")
 def web(platform_env, log_dir) -> str:
     """A real uvicorn server running the project (for SSE and `wait`); yields its base URL."""
-    port = free_port()
-    process = Process(
-        "web",
-        python(
-            "-m",
-            "uvicorn",
-            "beamclaw.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ),
-        platform_env,
-        log_dir,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        assert process.alive(), f"web exited:\n{process.log()[-3000:]}"
-        try:
-            return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(healthy, timeout=30, message="web server")
+    process, base_url = start_web(platform_env, log_dir)
     yield base_url
     process.stop()
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 from django.db import connection
 
 from agents import services
@@ -93,6 +94,35 @@ class Process:
 
 def python(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def launch_web(
+    env: dict[str, str], log_dir: Path, name: str = "web"
+) -> tuple[Process, str, Callable[[], bool]]:
+    """A uvicorn serving the project on a free port: (process, base URL, is-it-up check)."""
+    port = free_port()
+    argv = python(
+        *f"-m uvicorn beamclaw.asgi:application --host 127.0.0.1 --port {port} "
+        "--log-level warning".split()
+    )
+    process = Process(name, argv, env, log_dir)
+    base_url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert process.alive(), f"{name} exited:\n{process.log()[-3000:]}"
+        try:
+            return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return process, base_url, healthy
+
+
+def start_web(env: dict[str, str], log_dir: Path, name: str = "web") -> tuple[Process, str]:
+    """launch_web, returning once /healthz answers."""
+    process, base_url, healthy = launch_web(env, log_dir, name)
+    wait_until(healthy, timeout=30, message=f"{name} to answer /healthz")
+    return process, base_url
 
 
 # --- Turns -----------------------------------------------------------------------------

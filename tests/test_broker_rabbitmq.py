@@ -27,7 +27,7 @@ from tenants.models import Tenant
 from tenants.services import create_tenant, issue_api_key
 
 from .conftest import WORKER_ARGS
-from .support import Process, free_port, make_agent, python, wait_until
+from .support import Process, free_port, make_agent, python, start_web, wait_until
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
@@ -41,26 +41,6 @@ def rabbitmq_listens(url: str) -> bool:
             return True
     except OSError:
         return False
-
-
-def start_web(env: dict[str, str], log_dir, name: str) -> tuple[Process, str]:
-    port = free_port()
-    argv = python(
-        *f"-m uvicorn beamclaw.asgi:application --host 127.0.0.1 --port {port} "
-        "--log-level warning".split()
-    )
-    process = Process(name, argv, env, log_dir)
-    base_url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        assert process.alive(), f"web exited:\n{process.log()[-3000:]}"
-        try:
-            return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(healthy, timeout=30, message=f"{name} to answer /healthz")
-    return process, base_url
 
 
 def delete_queues(names: list[str]) -> None:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from django.db import connection
 
-from tests.support import Process, free_port, python, wait_until
+from tests.support import start_web
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -22,24 +22,8 @@ pytestmark = [
 @pytest.fixture
 def small_pool_web(platform_env, log_dir):
     """A web server whose pool has 2 connections and gives up on a third after 3 s."""
-    port = free_port()
     env = dict(platform_env, DB_POOL_MIN="1", DB_POOL_MAX="2", DB_POOL_TIMEOUT="3")
-    process = Process(
-        "small-pool-web",
-        python("-m", "uvicorn", "beamclaw.asgi:application", "--port", str(port)),
-        env,
-        log_dir,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        assert process.alive(), process.log()[-3000:]
-        try:
-            return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(healthy, timeout=30, message="the small-pool web server")
+    process, base_url = start_web(env, log_dir, "small-pool-web")
     yield base_url
     process.stop()
 

@@ -30,9 +30,10 @@ from celery import Celery
 
 from agents.models import FINAL_STATUSES, Message, Turn
 from tenants.models import Tenant
+from tenants.queues import shard_index
 from tenants.services import issue_api_key
 from tests.conftest import WORKER_ARGS
-from tests.support import Process, free_port, make_agent, python, wait_until
+from tests.support import Process, free_port, launch_web, make_agent, python, wait_until
 
 # Short timings so a dead worker is noticed in a few seconds (the defaults are 30/10/15/30/5).
 SUPERVISION_TIMINGS = {
@@ -200,32 +201,9 @@ class Stack:
         return scheduled
 
     def _launch_web(self):
-        port = free_port()
-        web = self._spawn(
-            "web",
-            python(
-                "-m",
-                "uvicorn",
-                "beamclaw.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ),
-        )
+        web, self.base_url, healthy = launch_web(self.env, self.log_dir, f"{self.prefix}-web")
         self.others.append(web)
-        self.base_url = f"http://127.0.0.1:{port}"
         self._http = httpx.Client(base_url=self.base_url, headers=self.tenant.headers, timeout=30)
-
-        def healthy() -> bool:
-            assert web.alive(), f"web exited:\n{web.log()[-3000:]}"
-            try:
-                return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
         return healthy
 
     def start(self, *, web: bool = False, workers: tuple[str, ...] = (), beat: bool = False):
@@ -263,6 +241,15 @@ class Stack:
         if wait:
             wait_until(lambda: self._worker_ready(name), timeout=60, message=f"{name} to answer")
         return self.workers[name]
+
+    def registry(self) -> dict[str, dict]:
+        """The worker registry (beamclaw.workers), read from the stack's private Redis."""
+        from django.test import override_settings
+
+        from beamclaw.workers import list_workers
+
+        with override_settings(REDIS_URL=self.env["REDIS_URL"]):
+            return {entry["hostname"]: entry for entry in list_workers()}
 
     def worker_pids(self) -> dict[int, str]:
         return {p.proc.pid: name for name, p in self.workers.items() if p.alive()}
@@ -358,6 +345,22 @@ def stack(supervision_env, log_dir, dedicated, request):
     running = Stack(supervision_env, log_dir, _log_prefix(request), dedicated)
     yield running
     running.stop()
+
+
+def hash_shard_tenants(model, count: int, shard_of_2: int | None = None) -> dict[str, str]:
+    """`count` tenants served by hash shards (slug -> API key), each with agent `ops`;
+    with `shard_of_2`, only slugs of that shard of 2. Created without the broadcast."""
+    keys = {}
+    prefix = f"hs{uuid.uuid4().hex[:6]}"
+    candidates = (f"{prefix}-{i}" for i in range(10_000))
+    while len(keys) < count:
+        slug = next(candidates)
+        if shard_of_2 is not None and shard_index(slug, 2) != shard_of_2:
+            continue
+        tenant = Tenant.objects.create(slug=slug, name=slug)
+        make_agent(tenant, model)
+        keys[slug] = issue_api_key(tenant=tenant, name="test").secret
+    return keys
 
 
 @pytest.fixture

@@ -9,21 +9,12 @@ from collections import Counter
 import pytest
 
 from agents.models import ACTIVE_STATUSES, Turn
-from beamclaw.workers import list_workers
 from tests.support import ROOT, conversation, python, wait_until
 
 from .conftest import not_succeeded, wait_for_turns
 from .test_graceful_stop import STEP_LATENCY, job_of, script_tool_steps, tool_results_since_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def registry(stack) -> dict[str, dict]:
-    """The stack's worker registry, read from its private Redis."""
-    from django.test import override_settings
-
-    with override_settings(REDIS_URL=stack.env["REDIS_URL"]):
-        return {entry["hostname"]: entry for entry in list_workers()}
 
 
 def test_drain_hands_running_turns_over_at_a_step_boundary_and_the_worker_exits(
@@ -44,7 +35,7 @@ def test_drain_hands_running_turns_over_at_a_step_boundary_and_the_worker_exits(
     )
     a = stack.hostname("a")
     entry = wait_until(
-        lambda: (e := registry(stack).get(a)) and e["in_flight"] == jobs and e,
+        lambda: (e := stack.registry().get(a)) and e["in_flight"] == jobs and e,
         timeout=10,
         message="worker a's registry entry to show its turns",
     )
@@ -63,7 +54,7 @@ def test_drain_hands_running_turns_over_at_a_step_boundary_and_the_worker_exits(
     assert not stack.workers["a"].alive()
     fates = re.findall(r"turn (\d+) \(agent:ops:job\d\): (handed over|finished)", drain.stdout)
     assert sorted(int(t) for t, _ in fates) == sorted(ids.values()), drain.stdout
-    assert a not in registry(stack)
+    assert a not in stack.registry()
 
     turns = wait_for_turns(list(ids.values()), timeout=60)
     assert not_succeeded(turns) == []
@@ -79,7 +70,7 @@ def test_drain_hands_running_turns_over_at_a_step_boundary_and_the_worker_exits(
 
 def test_drain_names_a_worker_that_is_not_running(stack, dedicated):
     stack.start(workers=("a",))
-    wait_until(lambda: stack.hostname("a") in registry(stack), timeout=15, message="a's entry")
+    wait_until(lambda: stack.hostname("a") in stack.registry(), timeout=15, message="a's entry")
 
     missing = subprocess.run(
         python("manage.py", "drain", "nobody@nowhere"),

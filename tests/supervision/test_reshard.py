@@ -13,31 +13,15 @@ import httpx
 import pytest
 
 from agents.models import Message, Turn
-from tenants.models import ShardMap, Tenant
+from tenants.models import ShardMap
 from tenants.queues import shard_index
-from tenants.services import create_tenant, issue_api_key
-from tests.support import ROOT, make_agent, python, wait_until
+from tenants.services import create_tenant
+from tests.support import ROOT, python, wait_until
 
-from .conftest import not_succeeded, wait_for_turns
-from .test_drain import registry
+from .conftest import hash_shard_tenants, not_succeeded, wait_for_turns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LATENCY = 0.2
-
-
-def _tenants(model, count: int, shard_of_2: int | None = None) -> dict[str, str]:
-    """`count` hash-shard tenants (slug -> API key), each with agent `ops`."""
-    keys = {}
-    prefix = f"rs{uuid.uuid4().hex[:6]}"
-    candidates = (f"{prefix}-{i}" for i in range(10_000))
-    while len(keys) < count:
-        slug = next(candidates)
-        if shard_of_2 is not None and shard_index(slug, 2) != shard_of_2:
-            continue
-        tenant = Tenant.objects.create(slug=slug, name=slug)
-        make_agent(tenant, model)
-        keys[slug] = issue_api_key(tenant=tenant, name="test").secret
-    return keys
 
 
 def _consumers(stack, name: str) -> set[str]:
@@ -64,7 +48,7 @@ def test_a_tenant_a_running_worker_was_never_told_about_is_consumed_within_a_rec
     stack.shards = {"s0": "0/2", "s1": "1/2"}
     stack.start(workers=("s0", "s1"))
     # Written straight to the table: no broadcast reaches the workers (as if they missed it).
-    slug = next(iter(_tenants(model, 1, shard_of_2=1)))
+    slug = next(iter(hash_shard_tenants(model, 1, shard_of_2=1)))
 
     started = time.monotonic()
     wait_until(
@@ -100,7 +84,7 @@ def _slug_in_shard_1() -> str:
 
 def test_resharding_under_load_moves_queues_with_nothing_lost_or_doubled(stack, model):
     model.add_rule(latency=LATENCY)
-    keys = _tenants(model, 6)
+    keys = hash_shard_tenants(model, 6)
     stack.env.update(QUEUE_RECONCILE_SECONDS="1", WORKER_HEARTBEAT_SECONDS="0.5")
     stack.shards = {"s0": "0/2", "s1": "1/2"}
     stack.start(web=True, workers=("s0", "s1"), beat=True)
@@ -151,7 +135,7 @@ def test_resharding_under_load_moves_queues_with_nothing_lost_or_doubled(stack, 
         (2, "active"),
         (1, "retired"),
     ]
-    assert {e["hostname"]: e["shard_map_epochs"] for e in registry(stack).values()} == {
+    assert {e["hostname"]: e["shard_map_epochs"] for e in stack.registry().values()} == {
         stack.hostname("s0"): [2],
         stack.hostname("s1"): [2],
     }

@@ -11,9 +11,7 @@ import pytest
 
 from tests.support import ROOT, Process, python, wait_until
 
-from .conftest import not_succeeded, wait_for_turns
-from .test_drain import registry
-from .test_reshard import _tenants
+from .conftest import hash_shard_tenants, not_succeeded, wait_for_turns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,14 +27,14 @@ FAST_SIGNAL = {
 
 
 def _active(stack) -> dict[str, dict]:
-    return {h: e for h, e in registry(stack).items() if e["state"] == "active"}
+    return {h: e for h, e in stack.registry().items() if e["state"] == "active"}
 
 
 def test_the_supervisor_grows_with_a_backlog_shrinks_by_draining_and_restarts_the_dead(
     stack, model, log_dir
 ):
     model.add_rule(latency=1.0)
-    key = next(iter(_tenants(model, 1).values()))
+    key = next(iter(hash_shard_tenants(model, 1).values()))
     stack.env.update(FAST_SIGNAL)
     stack.start(web=True, beat=True)
     supervisor = Process(
@@ -75,7 +73,7 @@ def test_the_supervisor_grows_with_a_backlog_shrinks_by_draining_and_restarts_th
     assert len({e["pid"] for e in _active(stack).values()}) == 3
 
     # The burst is over: back to the minimum, by draining (not killing) the extra two.
-    wait_until(lambda: len(registry(stack)) == 1, timeout=30, message="one worker left")
+    wait_until(lambda: len(stack.registry()) == 1, timeout=30, message="one worker left")
     assert "draining worker" in supervisor.log()
 
     # A worker that dies is started again.
@@ -99,8 +97,8 @@ def test_the_supervisor_grows_with_a_backlog_shrinks_by_draining_and_restarts_th
     assert scale.returncode == 0, scale.stderr
     wait_until(lambda: len(_active(stack)) == 2, timeout=30, message="2 workers by `scale 2`")
     subprocess.run(python("manage.py", "scale", "auto"), cwd=ROOT, env=stack.env, check=True)
-    wait_until(lambda: len(registry(stack)) == 1, timeout=30, message="back to the signal")
+    wait_until(lambda: len(stack.registry()) == 1, timeout=30, message="back to the signal")
 
     supervisor.proc.send_signal(signal.SIGTERM)
     assert supervisor.proc.wait(30) == 0
-    wait_until(lambda: not registry(stack), timeout=10, message="every worker gone")
+    wait_until(lambda: not stack.registry(), timeout=10, message="every worker gone")
