@@ -6,6 +6,9 @@ Messages, for tests and benchmarks: real HTTP, deterministic answers, recorded r
                                                      "arguments": {"expression": "6*7"}}])
         ...  # point a provider at server.url_openai or server.url_anthropic
 
+A rule with `hold=threading.Event()` keeps its answers open in the middle until the test
+sets the event, so a test can look at the platform while a model call is under way.
+
 Run standalone for benchmarks: `python -m agents.providers.fake_server --port 0 --latency 0.5`.
 """
 
@@ -55,6 +58,7 @@ class Rule:
     latency: float | None
     times: int | None
     stream_chunk_delay: float | None
+    hold: threading.Event | None = None
 
     def matches(self, record: Record) -> bool:
         if self.match is None:
@@ -150,6 +154,7 @@ class FakeModelServer:
         latency: float | None = None,
         times: int | None = None,
         stream_chunk_delay: float | None = None,
+        hold: threading.Event | None = None,
     ) -> FakeModelServer:
         """Add a rule; the first rule (in order added) that matches a request answers it.
 
@@ -158,19 +163,34 @@ class FakeModelServer:
         record, or None for every request. `tool_calls`: [{"name", "arguments": dict or
         raw str, "id"?}]. `status` / `body` answer with an error in the request's format
         or with raw bytes. `times`: use the rule n times, then drop it (None = forever).
+        `hold`: a streamed answer stops right after its first piece of text (an answer
+        without text, or not streamed, before it is sent) until the event is set; the
+        request's record says `"held": True` meanwhile. reset() and stop() release it.
         """
         if isinstance(match, str):
             match = re.compile(match, re.IGNORECASE)
         rule = Rule(
-            match, reply, tool_calls, status, headers, body, latency, times, stream_chunk_delay
+            match,
+            reply,
+            tool_calls,
+            status,
+            headers,
+            body,
+            latency,
+            times,
+            stream_chunk_delay,
+            hold,
         )
         with self._lock:
             self._rules.append(rule)
         return self
 
     def reset(self) -> None:
-        """Forget rules, records and counters."""
+        """Forget rules, records and counters; answers still held are let go."""
         with self._lock:
+            for rule in self._rules:
+                if rule.hold is not None:
+                    rule.hold.set()
             self._rules.clear()
             self._records.clear()
             self._peak = self._in_flight
@@ -241,6 +261,7 @@ class FakeModelServer:
             "started_at": time.time(),
             "finished_at": None,
             "status": None,
+            "held": False,
         }
         with self._lock:
             self._records.append(record)
@@ -312,6 +333,17 @@ class FakeModelServer:
             input_tokens=sum(len(m["content"]) for m in record["messages"]) // 4 + 1,
             output_tokens=(len(reply) + sum(len(c["arguments"]) for c in calls)) // 4 + 1,
         )
+        hold = rule.hold if rule else None
+
+        def wait_for_release() -> bool:
+            """True once the test releases the answer, False if the server stops first."""
+            record["held"] = True
+            while not hold.wait(0.05):
+                if self._stopping.is_set():
+                    return False
+            record["held"] = False
+            return True
+
         if body.get("stream") is True:
             delay = self.stream_chunk_delay
             if rule and rule.stream_chunk_delay is not None:
@@ -322,8 +354,13 @@ class FakeModelServer:
                 if fmt == "openai"
                 else _anthropic_events(answer)
             )
-            _send_stream(handler, events, delay, extra, self._stopping)
+            if hold is not None and not answer.reply and not wait_for_release():
+                return 200
+            held = wait_for_release if hold is not None and answer.reply else None
+            _send_stream(handler, events, delay, extra, self._stopping, held)
         else:
+            if hold is not None and not wait_for_release():
+                return 200
             document = _openai_json(answer) if fmt == "openai" else _anthropic_json(answer)
             extra.setdefault("Content-Type", "application/json")
             _send(handler, 200, json.dumps(document).encode(), extra)
@@ -562,7 +599,10 @@ def _send_stream(
     delay: float,
     headers: dict[str, str],
     stopping: threading.Event,
+    hold_after_first_text: Callable[[], bool] | None = None,
 ) -> None:
+    """Send `events` as SSE; `hold_after_first_text` (if any) is called after the first
+    frame that carries reply text and returns False to cut the stream short."""
     handler.send_response(200)
     for name, value in {"Content-Type": "text/event-stream", **headers}.items():
         handler.send_header(name, value)
@@ -576,7 +616,21 @@ def _send_stream(
         frame = (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
         raw = frame.encode()
         handler.wfile.write(b"%x\r\n%s\r\n" % (len(raw), raw))
+        if hold_after_first_text is not None and _carries_text(data):
+            handler.wfile.flush()
+            if not hold_after_first_text():
+                return
+            hold_after_first_text = None
     handler.wfile.write(b"0\r\n\r\n")
+
+
+def _carries_text(data: dict | str) -> bool:
+    """Whether a stream frame (OpenAI chunk or Anthropic event) holds a piece of reply text."""
+    if not isinstance(data, dict):
+        return False
+    if data.get("object") == "chat.completion.chunk":
+        return any((c.get("delta") or {}).get("content") for c in data.get("choices") or [])
+    return (data.get("delta") or {}).get("type") == "text_delta"
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,29 +1,36 @@
 """Live events over SSE from a real ASGI server, resume with Last-Event-ID, and `wait`."""
 
 import json
+import threading
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from agents.models import Turn
 from tests.support import send, wait_for_turn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
 
-def read_events(response: httpx.Response) -> list[dict]:
-    """Parse SSE frames until the stream ends."""
-    events, frame = [], {}
+def iter_events(response: httpx.Response) -> Iterator[dict]:
+    """Each SSE frame as soon as it has arrived."""
+    frame = {}
     for line in response.iter_lines():
         if line.startswith(":"):
             continue
         if not line:
             if frame:
-                events.append(frame)
+                yield frame
                 frame = {}
             continue
         field, _, value = line.partition(": ")
         frame[field] = json.loads(value) if field == "data" else value
-    return events
+
+
+def read_events(response: httpx.Response) -> list[dict]:
+    """Parse SSE frames until the stream ends."""
+    return list(iter_events(response))
 
 
 def stream_turn(web, acme, turn_id, last_event_id=None) -> list[dict]:
@@ -38,19 +45,42 @@ def stream_turn(web, acme, turn_id, last_event_id=None) -> list[dict]:
 
 
 def test_a_client_sees_deltas_before_the_turn_finishes_and_can_resume(web, acme, agent, model):
-    model.add_rule(match=r"tell me", reply="one two three four five six", stream_chunk_delay=0.1)
+    # The model sends its first word, then holds the stream open until we let it go.
+    release = threading.Event()
+    model.add_rule(match=r"tell me", reply="one two three four five six", hold=release)
 
     turn_id = send(acme, "agent:ops:main", "tell me a story")["turn"]["id"]
-    events = stream_turn(web, acme, turn_id)
+    headers = {**acme.headers, "Accept": "text/event-stream"}
+    url = f"{web}/api/v1/turns/{turn_id}/events"
+    events, at_first_delta = [], {}
+    watchdog = threading.Timer(20, release.set)  # a stream that never shows a delta still ends
+    watchdog.start()
+    try:
+        with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            for event in iter_events(response):
+                events.append(event)
+                if event["event"] == "message.delta" and not at_first_delta:
+                    at_first_delta = {
+                        "turn": Turn.objects.get(pk=turn_id).status,
+                        "model held": [r["held"] for r in model.requests],
+                    }
+                    release.set()
+    finally:
+        watchdog.cancel()
+        release.set()
 
+    # The first delta reached the client while the model was mid-answer and the turn ran.
+    assert at_first_delta == {"turn": "running", "model held": [True]}
     kinds = [e["event"] for e in events]
     assert kinds[0] == "turn.queued"
     assert kinds[-1] == "turn.finished"
     assert events[-1]["data"]["status"] == "succeeded"
     assert "turn.started" in kinds and "message.completed" in kinds
     deltas = [e for e in events if e["event"] == "message.delta"]
+    assert deltas[0]["data"]["text"] == "one "  # the word sent before the model paused
     assert len(deltas) >= 2
-    assert kinds.index("message.delta") < kinds.index("turn.finished")
     assert "".join(d["data"]["text"] for d in deltas) == "one two three four five six"
 
     # Resuming after the second event gives exactly the rest, no gap, no repeat.
