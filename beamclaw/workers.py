@@ -134,7 +134,12 @@ def beat_now() -> None:
 
 class Heartbeat(bootsteps.StartStopStep):
     """Keeps this worker's registry entry fresh while it runs, and its tenant queues in
-    step with the shard map (tenants.queues.reconcile); removes the entry on stop."""
+    step with the shard map (tenants.queues.reconcile).
+
+    On a warm shutdown Celery stops this step before the pool has let its running tasks
+    end, so the entry stays (state "draining") until `worker_shutdown`, sent once the
+    pool is empty: a drain that waits for the entry to go waits for the turns too.
+    """
 
     requires = ("celery.worker.components:Pool",)
 
@@ -213,11 +218,23 @@ class Heartbeat(bootsteps.StartStopStep):
         reconciler.start()
 
     def stop(self, worker) -> None:
+        """Warm shutdown: keep beating while the pool finishes (see remove)."""
+
+    def terminate(self, worker) -> None:
+        """Cold shutdown: running tasks are abandoned, so the entry goes at once."""
+        self.remove()
+
+    def remove(self) -> None:
         self._stop.set()
         with contextlib.suppress(RedisError):
             get_redis().delete(worker_key(self.worker.hostname))
 
-    shutdown = stop
+
+@signals.worker_shutdown.connect
+def _remove_entry(sender=None, **extra) -> None:
+    """The pool has stopped: nothing runs here any more."""
+    if _heartbeat is not None:
+        _heartbeat.remove()
 
 
 def list_workers() -> list[dict]:

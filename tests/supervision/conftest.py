@@ -167,10 +167,14 @@ class Stack:
         )
         return self._spawn(log_name, args, env)
 
+    def answers_ping(self, name: str) -> bool:
+        """Whether worker `name` still consumes (a warm shutdown stops that first)."""
+        return bool(self._probe.control.ping(destination=[self.hostname(name)], timeout=0.3))
+
     def _worker_ready(self, name: str) -> bool:
         process = self.workers[name]
         assert process.alive(), f"worker {name} exited:\n{process.log()[-3000:]}"
-        return bool(self._probe.control.ping(destination=[self.hostname(name)], timeout=0.3))
+        return self.answers_ping(name)
 
     def _launch_beat(self):
         """celery-beat with the production scheduler (django-celery-beat, in the database)."""
