@@ -5,7 +5,10 @@ worker that cannot start does not spin), follows the capacity signal (agents.cap
 between `--min` and `--max`, and scales down by draining the worker whose drain would be
 quickest (it stops consuming, hands its turns over at a step boundary and exits). A fixed
 target set with `manage.py scale N` overrides the signal until `manage.py scale auto`.
-SIGTERM or Ctrl-C drains every worker, then exits.
+A worker drained from outside (`manage.py drain`) is not restarted: the supervisor runs
+one fewer from then on, until the next `manage.py scale`. SIGTERM or Ctrl-C drains every
+worker, then exits. Each supervisor publishes its limits, so `scale` can say what it will
+run.
 
 Capacity comes from processes, not pool size: Celery's autoscaler cannot grow the
 threads pool (beamclaw.checks).
@@ -13,6 +16,8 @@ threads pool (beamclaw.checks).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import signal
@@ -39,17 +44,50 @@ def target_key(label: str) -> str:
     return key("supervisor", "target", label)
 
 
+def scaled_key(label: str) -> str:
+    """How many times `scale` was run for this label: a supervisor that sees it change
+    gives back the slots of workers drained by hand."""
+    return key("supervisor", "scaled", label)
+
+
+def state_key(label: str, supervisor_id: str) -> str:
+    return key("supervisor", "state", label, supervisor_id)
+
+
 def set_fixed_target(label: str, count: int | None) -> None:
     """`manage.py scale`: a fixed worker count for this shard's supervisors (None: auto)."""
+    pipe = get_redis().pipeline()
     if count is None:
-        get_redis().delete(target_key(label))
+        pipe.delete(target_key(label))
     else:
-        get_redis().set(target_key(label), count)
+        pipe.set(target_key(label), count)
+    pipe.incr(scaled_key(label))
+    pipe.execute()
 
 
 def fixed_target(label: str) -> int | None:
     value = get_redis().get(target_key(label))
     return int(value) if value is not None else None
+
+
+def scale_generation(label: str) -> int:
+    return int(get_redis().get(scaled_key(label)) or 0)
+
+
+def supervisors_of(label: str) -> list[dict]:
+    """The live supervisors of a label, as each last published itself (see publish)."""
+    client = get_redis()
+    keys = sorted(client.scan_iter(match=state_key(label, "*"), count=100))
+    return [json.loads(value) for value in (client.mget(keys) if keys else []) if value]
+
+
+def workers_for(supervisor: dict, count: int) -> tuple[int, str]:
+    """How many workers `scale count` gives a supervisor, and why not `count` if not."""
+    if count > supervisor["maximum"]:
+        return supervisor["maximum"], f"capped by its --max {supervisor['maximum']}"
+    if count < supervisor["minimum"]:
+        return supervisor["minimum"], f"raised to its --min {supervisor['minimum']}"
+    return count, ""
 
 
 @dataclass
@@ -80,6 +118,10 @@ class Supervisor:
     _stop: threading.Event = field(default_factory=threading.Event)
     _serial: int = 0
     last_target: int = 0
+    # Workers drained from outside (`manage.py drain`) since the last `scale`: the
+    # target is that many lower, so they stay gone.
+    withheld: int = 0
+    _scale_generation: int | None = None
 
     # -- what to run ---------------------------------------------------------------------
 
@@ -93,10 +135,21 @@ class Supervisor:
             return capacity.shard_label(index, capacity.shard_count(capacity.active_map()))
         return "all"
 
+    @property
+    def supervisor_id(self) -> str:
+        return f"{os.uname().nodename}:{os.getpid()}"
+
     def target(self) -> int:
-        """Fixed by `scale`, else the capacity signal, clamped to [min, max]."""
+        """Fixed by `scale`, else the capacity signal, clamped to [min, max]; less the
+        workers drained by hand since the last `scale`."""
         from agents import capacity
 
+        generation = scale_generation(self.label)
+        if self._scale_generation is not None and generation != self._scale_generation:
+            if self.withheld:
+                log.warning("scaled: %d drained worker slot(s) are back", self.withheld)
+            self.withheld = 0
+        self._scale_generation = generation
         wanted = fixed_target(self.label)
         if wanted is None:
             report = capacity.latest_report()
@@ -109,7 +162,22 @@ class Supervisor:
                 )
             else:
                 wanted = report["by_shard"].get(self.label, self.minimum)
-        return max(self.minimum, min(self.maximum, wanted))
+        return max(0, max(self.minimum, min(self.maximum, wanted)) - self.withheld)
+
+    def publish(self) -> None:
+        """Say who this supervisor is and what it runs, for `manage.py scale`."""
+        state = {
+            "supervisor": self.supervisor_id,
+            "label": self.label,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "withheld": self.withheld,
+            "target": self.last_target,
+            "workers": len(self.running()),
+            "seen_at": time.time(),
+        }
+        ttl = max(10, round(self.interval * 5))
+        get_redis().set(state_key(self.label, self.supervisor_id), json.dumps(state), ex=ttl)
 
     def argv(self, name: str) -> list[str]:
         args = [
@@ -181,8 +249,19 @@ class Supervisor:
                 if now - slot.started > HEALTHY_AFTER:
                     slot.failures = 0
                 continue
+            drained = slot.process is not None and self._take_drained_mark(slot)
             if slot.draining:
                 del self.slots[name]  # drained (or died draining): gone for good
+                continue
+            if drained:
+                del self.slots[name]
+                self.withheld += 1
+                log.warning(
+                    "worker %s was drained: not restarting it; running one fewer "
+                    "(%d drained by hand) until `manage.py scale`",
+                    name,
+                    self.withheld,
+                )
                 continue
             if slot.restart_at == 0.0:
                 code = slot.process.returncode if slot.process else None
@@ -193,6 +272,12 @@ class Supervisor:
             elif now >= slot.restart_at:
                 slot.restart_at = 0.0
                 self._spawn(slot)
+
+    def _take_drained_mark(self, slot: Slot) -> bool:
+        try:
+            return workers.take_drained_mark(self.hostname(slot))
+        except Exception:  # Redis is away: an exit we cannot explain is a crash
+            return False
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -208,6 +293,10 @@ class Supervisor:
             self.scale_up(target - current)
         elif target < current:
             self.scale_down(current - target)
+        try:
+            self.publish()
+        except Exception:  # Redis is away; `scale` then cannot name this supervisor
+            log.warning("could not publish the supervisor's state")
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -216,6 +305,8 @@ class Supervisor:
         while not self._stop.wait(self.interval):
             self.tick()
         self.shutdown()
+        with contextlib.suppress(Exception):
+            get_redis().delete(state_key(self.label, self.supervisor_id))
 
     def stop(self, *_args: object) -> None:
         self._stop.set()

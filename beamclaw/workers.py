@@ -38,8 +38,17 @@ SESSION_TASKS = frozenset({"agents.run_turn", "agents.resume_session"})
 WORKERS_PREFIX = "workers"
 
 
+# How long the mark of a drained worker waits for its supervisor to see the exit.
+DRAINED_MARK_SECONDS = 3600
+
+
 def worker_key(hostname: str) -> str:
     return key(WORKERS_PREFIX, hostname)
+
+
+def drained_key(hostname: str) -> str:
+    # Outside WORKERS_PREFIX, so list_workers() never reads a mark as an entry.
+    return key("drained-workers", hostname)
 
 
 @dataclass
@@ -268,9 +277,26 @@ def start_draining(consumer) -> list[str]:
 
 @control_command()
 def drain_worker(state) -> dict:
-    """`manage.py drain`: see start_draining."""
+    """`manage.py drain`: see start_draining. The worker leaves a mark, so a supervisor
+    (`manage.py workers`) knows its exit was asked for and does not start it again."""
+    mark_drained(state.hostname)
     queues = start_draining(state.consumer)
     return {"ok": f"draining: stopped consuming {len(queues)} queue(s)"}
+
+
+def mark_drained(hostname: str) -> None:
+    try:
+        get_redis().set(drained_key(hostname), 1, ex=DRAINED_MARK_SECONDS)
+    except RedisError:  # its supervisor will take the exit for a crash and restart it
+        log.warning("could not mark %s as drained", hostname)
+
+
+def take_drained_mark(hostname: str) -> bool:
+    """Whether `hostname` exited because it was drained; forgets the mark."""
+    pipe = get_redis().pipeline()
+    pipe.get(drained_key(hostname))
+    pipe.delete(drained_key(hostname))
+    return pipe.execute()[0] is not None
 
 
 # --- Draining from the outside (manage.py drain) -------------------------------------

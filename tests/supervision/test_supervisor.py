@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -102,3 +103,69 @@ def test_the_supervisor_grows_with_a_backlog_shrinks_by_draining_and_restarts_th
     supervisor.proc.send_signal(signal.SIGTERM)
     assert supervisor.proc.wait(30) == 0
     wait_until(lambda: not stack.registry(), timeout=10, message="every worker gone")
+
+
+def _supervisor_state(stack) -> dict | None:
+    from django.test import override_settings
+
+    from beamclaw.supervisor import supervisors_of
+
+    with override_settings(REDIS_URL=stack.env["REDIS_URL"]):
+        states = supervisors_of("all")
+    return states[0] if len(states) == 1 else None
+
+
+def _manage(stack, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        python("manage.py", *args), cwd=ROOT, env=stack.env, capture_output=True, text=True
+    )
+
+
+def test_a_worker_drained_by_hand_stays_gone_and_scale_names_the_supervisors_cap(stack, log_dir):
+    stack.env.update(FAST_SIGNAL)
+    asked = _manage(stack, "scale", "2")
+    assert asked.returncode == 0, asked.stderr
+    assert "no `manage.py workers` runs for all now" in asked.stdout
+    supervisor = Process(
+        f"{stack.prefix}-supervisor",
+        python("manage.py", "workers", "--min", "1", "--max", "2", "--interval", "0.5"),
+        stack.env,
+        log_dir,
+    )
+    stack.others.append(supervisor)
+    wait_until(lambda: len(_active(stack)) == 2, timeout=60, message="2 workers by `scale 2`")
+
+    victim = sorted(_active(stack))[0]
+    drain = _manage(stack, "drain", victim)
+    assert drain.returncode == 0, drain.stdout + drain.stderr
+    assert f"{victim}: gone after" in drain.stdout
+
+    # The supervisor sees the exit, knows it was a drain and lowers its target...
+    name = victim.split("@")[0]
+    wait_until(
+        lambda: f"worker {name} was drained" in supervisor.log(),
+        timeout=30,
+        message="the supervisor to take the drained worker's exit as final",
+    )
+    noticed = time.time()
+    # ...and keeps it lower: several looks at the load later, still one worker.
+    state = wait_until(
+        lambda: (s := _supervisor_state(stack)) and s["seen_at"] > noticed + 3 and s,
+        timeout=30,
+        message="the supervisor's looks at the load after the drain",
+    )
+    assert (state["workers"], state["target"], state["withheld"]) == (1, 1, 1)
+    workers_now = stack.registry()
+    assert len(workers_now) == 1 and victim not in workers_now
+    assert "restarting in" not in supervisor.log()
+
+    # `scale 3` under --max 2: the answer says the supervisor runs 2, and why.
+    scale = _manage(stack, "scale", "3")
+    assert scale.returncode == 0, scale.stderr
+    assert "all: 3 worker(s) asked" in scale.stdout
+    assert "runs 2 worker(s), capped by its --max 2" in scale.stdout, scale.stdout
+    wait_until(lambda: len(_active(stack)) == 2, timeout=60, message="2 workers by `scale 3`")
+
+    supervisor.proc.send_signal(signal.SIGTERM)
+    assert supervisor.proc.wait(30) == 0
+    wait_until(lambda: not stack.registry(), timeout=20, message="every worker gone")

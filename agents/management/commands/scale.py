@@ -1,11 +1,13 @@
 """`manage.py scale N [--shard k/N]` fixes the worker count `manage.py workers` runs;
-`manage.py scale auto` hands it back to the capacity signal."""
+`manage.py scale auto` hands it back to the capacity signal. Either way, the workers a
+supervisor stopped running because they were drained by hand (`manage.py drain`) count
+again. It says what each running supervisor will run, within its --min/--max."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from beamclaw.supervisor import Supervisor, set_fixed_target
+from beamclaw.supervisor import Supervisor, set_fixed_target, supervisors_of, workers_for
 
 
 class Command(BaseCommand):
@@ -24,4 +26,17 @@ class Command(BaseCommand):
         if not count.isdigit() or int(count) < 1:
             raise CommandError("count must be a whole number of at least 1, or auto")
         set_fixed_target(label, int(count))
-        self.stdout.write(f"{label}: {count} worker(s), within each supervisor's --min/--max")
+        supervisors = supervisors_of(label)
+        if not supervisors:
+            self.stdout.write(
+                f"{label}: {count} worker(s) asked; no `manage.py workers` runs for {label} "
+                "now (each will run it within its --min/--max)"
+            )
+            return
+        self.stdout.write(f"{label}: {count} worker(s) asked")
+        for supervisor in supervisors:
+            runs, why = workers_for(supervisor, int(count))
+            self.stdout.write(
+                f"  supervisor {supervisor['supervisor']}: runs {runs} worker(s)"
+                + (f", {why}" if why else "")
+            )
