@@ -41,6 +41,37 @@ def _test_redis_url() -> str:
 TEST_REDIS_URL = _test_redis_url()
 
 
+def _on_postgres() -> bool:
+    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+def pytest_collection_modifyitems(config, items):
+    """`requires_postgres` tests are skipped on SQLite (the `make test` default)."""
+    if _on_postgres():
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
+    for item in items:
+        if item.get_closest_marker("requires_postgres"):
+            item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI on PostgreSQL (.ci/run sets CI=true), a `requires_postgres` test that is
+    skipped fails: there is no other run where it would prove anything."""
+    report = yield
+    if (
+        report.skipped
+        and item.get_closest_marker("requires_postgres")
+        and os.environ.get("CI") == "true"
+        and _on_postgres()
+    ):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI on PostgreSQL, where it must run: {reason}"
+    return report
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_redis():
     """Point the platform at the test Redis database and start it empty."""

@@ -74,15 +74,6 @@ def test_unexpected_exceptions_are_500_without_internals(acme):
 
 @pytest.mark.urls("tests.boom_urls")
 @override_settings(DEBUG=False)
-def test_no_free_database_connection_is_503_with_retry_after_not_500(acme):
-    response = acme.client.get("/busy")
-
-    assert_error_shape(response, 503, "service_busy")
-    assert response["Retry-After"] == "2"
-
-
-@pytest.mark.urls("tests.boom_urls")
-@override_settings(DEBUG=False)
 def test_unexpected_exceptions_outside_the_api_are_500_json():
     client = Client(raise_request_exception=False)
     assert_error_shape(client.get("/plain-boom"), 500, "internal_error")
