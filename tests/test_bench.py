@@ -2,7 +2,9 @@
 
 It starts its own platform (model server, web, workers, beat) on a database it creates and
 drops and on Redis database 14 of the suite's Redis server, so it needs no fixture; the
-speed it measures is not asserted here, only that each figure is there.
+speed it measures is not asserted here, only that each figure is there, and that the runs
+which stop workers under load (a SIGKILL in `recovery`, scale-downs in `elastic`) lost no
+turn and answered none twice.
 """
 
 from __future__ import annotations
@@ -65,7 +67,15 @@ FIGURES = {
         "big_worker_rss_peak_mb",
         "big_insert_s",
     ],
-    "recovery": ["lost", "duplicated", "finish_s", "finish_no_kill_s", "finish_ratio"],
+    "recovery": [
+        "lost",
+        "duplicated",
+        "workers_killed",
+        "killed_after_finished",
+        "finish_s",
+        "finish_no_kill_s",
+        "finish_ratio",
+    ],
     "elastic": [
         "lost",
         "duplicated",
@@ -101,3 +111,13 @@ def test_quick_bench_reports_every_figure_of_every_scenario(tmp_path):
         assert scenarios[name]["error"] is None
     for name in FIGURES:
         assert f"\n{name} — " in done.stdout  # the table has a block per scenario
+
+    recovery = scenarios["recovery"]["figures"]
+    # The kill came while turns were still unfinished, so there was something to recover.
+    assert recovery["workers_killed"] == 1, scenarios["recovery"]["notes"]
+    assert recovery["killed_after_finished"] < recovery["turns"]
+    assert (recovery["lost"], recovery["duplicated"]) == (0, 0), recovery["statuses"]
+    assert (recovery["lost_no_kill"], recovery["duplicated_no_kill"]) == (0, 0)
+    elastic = scenarios["elastic"]["figures"]
+    assert (elastic["lost"], elastic["duplicated"]) == (0, 0), scenarios["elastic"]["notes"]
+    assert (elastic["static_lost"], elastic["static_duplicated"]) == (0, 0)

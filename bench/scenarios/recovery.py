@@ -143,6 +143,8 @@ def run(bench: Bench) -> Result:
         "lost": killed["lost"],
         "duplicated": killed["duplicated"],
         "rerun_turns": killed["rerun"],
+        # 0 when every turn ended before the kill came: then nothing was recovered.
+        "workers_killed": 0 if killed["killed_after"] is None else 1,
         "killed_after_finished": killed["killed_after"],
         "finish_s": killed["finish_s"],
         "finish_no_kill_s": baseline["finish_s"],
