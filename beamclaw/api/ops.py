@@ -5,6 +5,7 @@ Authenticate with a staff user's session (the admin's login) or HTTP Basic.
 
 from __future__ import annotations
 
+from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
@@ -62,6 +63,12 @@ class ThrottledBasicAuthentication(BasicAuthentication):
         except AuthenticationFailed:
             login_throttle.record_failure(request, userid)
             raise
+
+
+class ThrottledBasicScheme(BasicScheme):
+    """The schema shows it as the HTTP Basic it is."""
+
+    target_class = "beamclaw.api.ops.ThrottledBasicAuthentication"
 
 
 class StaffOnly:
