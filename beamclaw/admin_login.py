@@ -20,19 +20,17 @@ class ThrottledAdminLoginForm(AdminAuthenticationForm):
 
     def clean(self):
         username = self.cleaned_data.get("username")
-        if username is not None and self.cleaned_data.get("password"):
-            try:
-                login_throttle.check(self.request, username)
-            except login_throttle.LoginLocked as locked:
-                raise ValidationError(
-                    self.error_messages["too_many_failed_logins"],
-                    code="too_many_failed_logins",
-                    params={"minutes": math.ceil(locked.retry_after / 60)},
-                )
+        if username is None or not self.cleaned_data.get("password"):
+            return super().clean()  # no password tried: the form says what is missing
         try:
-            return super().clean()
-        except ValidationError as error:
-            # A wrong password, an unknown user, or a valid user who is not staff.
-            if username is not None and error.code == "invalid_login":
-                login_throttle.record_failure(self.request, username)
-            raise
+            login_throttle.start_attempt(self.request, username)
+        except login_throttle.LoginLocked as locked:
+            raise ValidationError(
+                self.error_messages["too_many_failed_logins"],
+                code="too_many_failed_logins",
+                params={"minutes": math.ceil(locked.retry_after / 60)},
+            )
+        # A wrong password, an unknown user or one who is not staff raises and stays counted.
+        cleaned = super().clean()
+        login_throttle.forget_attempt(self.request, username)
+        return cleaned

@@ -4,10 +4,14 @@ too many wrong passwords from one address or for one user, in every web process.
 from __future__ import annotations
 
 import base64
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.db import connections
 from django.test import Client
 
 from tests.support import start_web, wait_until
@@ -81,6 +85,32 @@ def test_the_lock_lifts_when_the_window_ends(operator, settings):
         timeout=15,
         message="the lock to lift",
     )
+
+
+class ShortPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """A real, slow-ish password check (tens of milliseconds), not the default's seconds."""
+
+    iterations = 100_000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_guesses_sent_all_at_once_get_no_more_password_checks_than_the_limit(settings):
+    settings.PASSWORD_HASHERS = [f"{__name__}.ShortPBKDF2PasswordHasher"]
+    get_user_model().objects.create_user("operator", password=PASSWORD, is_staff=True)
+    guesses = 15  # under the database pool's 16 connections
+    all_at_once = threading.Barrier(guesses)
+
+    def guess(number: int) -> int:
+        all_at_once.wait(timeout=30)
+        try:
+            return ops_get("operator", f"guess-{number}").status_code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(guesses) as pool:
+        answers = list(pool.map(guess, range(guesses)))
+
+    assert sorted(answers) == [401] * 10 + [429] * 5
 
 
 @pytest.mark.django_db(transaction=True)

@@ -9,7 +9,6 @@ from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
-from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -48,7 +47,7 @@ class ThrottledBasicAuthentication(BasicAuthentication):
 
     def authenticate_credentials(self, userid, password, request=None):
         try:
-            login_throttle.check(request, userid)
+            login_throttle.start_attempt(request, userid)
         except login_throttle.LoginLocked as locked:
             raise ApiError(
                 "too_many_failed_logins",
@@ -58,11 +57,9 @@ class ThrottledBasicAuthentication(BasicAuthentication):
                 details={"retry_after": locked.retry_after},
                 retry_after=locked.retry_after,
             )
-        try:
-            return super().authenticate_credentials(userid, password, request)
-        except AuthenticationFailed:
-            login_throttle.record_failure(request, userid)
-            raise
+        authenticated = super().authenticate_credentials(userid, password, request)
+        login_throttle.forget_attempt(request, userid)
+        return authenticated
 
 
 class ThrottledBasicScheme(BasicScheme):
