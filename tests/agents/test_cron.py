@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connections
 from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, PeriodicTask
+from rest_framework.test import APIClient
 
 from agents import services
 from agents.models import CronJob, CronRun, Turn
@@ -333,6 +337,29 @@ def test_a_tenant_past_its_cron_job_limit_gets_a_400_until_it_deletes_one(acme, 
 
     assert acme.client.delete(f"/api/v1/cron-jobs/{first['id']}").status_code == 204
     create_job(acme)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_created_all_at_once_stop_at_the_limit(acme, ops):
+    set_limits(tenant=acme.tenant, max_cron_jobs=3)
+    attempts = 8  # under the database pool's 16 connections
+    all_at_once = threading.Barrier(attempts)
+    body = {"agent": "ops", "message": "hi", "schedule": {"every_seconds": 3600}}
+
+    def create(_: int) -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {acme.key}")
+        all_at_once.wait(timeout=30)
+        try:
+            return client.post("/api/v1/cron-jobs", body, format="json").status_code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(attempts) as pool:
+        answers = list(pool.map(create, range(attempts)))
+
+    assert sorted(answers) == [201] * 3 + [400] * 5
+    assert CronJob.objects.filter(tenant=acme.tenant).count() == 3
 
 
 @pytest.mark.django_db
