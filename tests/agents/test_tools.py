@@ -197,12 +197,20 @@ class Ticker:
 
     def __init__(self) -> None:
         self.ticks: list[float] = []
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._tick, daemon=True)
 
     def _tick(self) -> None:
-        while not self._stop.wait(0.001):
+        while not self._stopping.wait(0.001):
             self.ticks.append(time.monotonic())
+
+    def start(self) -> None:
+        self._thread.start()
+        wait_until(lambda: self.ticks, timeout=10, message="the ticker to start")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=10)
 
     def longest_pause_between(self, started: float, ended: float) -> float:
         """The longest time without a tick from the last tick before `started` to the first
@@ -217,11 +225,9 @@ class Ticker:
 @pytest.fixture
 def ticker() -> Iterator[Ticker]:
     ticker = Ticker()
-    ticker._thread.start()
-    wait_until(lambda: ticker.ticks, timeout=10, message="the ticker to start")
+    ticker.start()
     yield ticker
-    ticker._stop.set()
-    ticker._thread.join(timeout=10)
+    ticker.stop()
 
 
 BIG = "(2**999)**4"  # 3996 bits, just under the integer cap
