@@ -16,6 +16,7 @@ import math
 import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 from celery.schedules import crontab
 from croniter import CroniterError, croniter
@@ -123,6 +124,47 @@ def check_schedule(
             raise _invalid(f"'every_seconds' must be between 1 and {EVERY_SECONDS_MAX}.")
         return Schedule(every_seconds=every_seconds)
     return Schedule(at=at)
+
+
+def _check_frequency(schedule: Schedule, tenant: Tenant) -> None:
+    """A recurring schedule may not fire more often than the tenant's minimum interval."""
+    minimum = tenant.min_cron_interval_seconds
+    if schedule.every_seconds is not None and schedule.every_seconds < minimum:
+        message = f"'every_seconds' must be at least {minimum}"
+    elif schedule.cron and (shortest := _shortest_cron_gap_seconds(schedule.cron)) < minimum:
+        message = f"'{schedule.cron}' fires {shortest} s apart; the least is {minimum} s"
+    else:
+        return  # a one-off fires once
+    raise ApiError(
+        "schedule_too_frequent",
+        f"{message}: your tenant's minimum time between two runs of a job.",
+        details={"min_cron_interval_seconds": minimum},
+    )
+
+
+def _shortest_cron_gap_seconds(expression: str) -> int:
+    """The least time between two firings of a valid five-field expression: a minute or more.
+
+    Read from the minute and hour fields, assuming the next day fires too, so an expression
+    that skips days can come out shorter than it is, never longer.
+    """
+    (minutes, hours, *_), _ = croniter.expand(expression)
+    minutes = range(60) if "*" in minutes else minutes
+    hours = range(24) if "*" in hours else hours
+    times = sorted(hour * 60 + minute for hour in hours for minute in minutes)
+    gaps = [b - a for a, b in pairwise(times)] + [24 * 60 - times[-1] + times[0]]
+    return min(gaps) * 60
+
+
+def _check_room_for_a_job(tenant: Tenant) -> None:
+    limit = tenant.max_cron_jobs
+    if CronJob.objects.filter(tenant=tenant).count() >= limit:
+        raise ApiError(
+            "cron_job_limit_reached",
+            f"The tenant has reached its limit of {limit} cron jobs; delete one or ask for "
+            "a higher limit.",
+            details={"max_cron_jobs": limit},
+        )
 
 
 def _check_cron(expression: str) -> str:
@@ -376,12 +418,19 @@ def _check_due(job: CronJob, now: datetime) -> None:
 
 def validate_cron_job(job: CronJob, *, rescheduled: bool) -> None:
     """Everything a job must satisfy before it is saved (the admin form calls this too)."""
-    check_schedule(cron=job.cron, timezone=job.timezone, every_seconds=job.every_seconds, at=job.at)
+    schedule = check_schedule(
+        cron=job.cron, timezone=job.timezone, every_seconds=job.every_seconds, at=job.at
+    )
     _check_message(job.message)
     _check_session_key(job.session_key, job.agent)
     if job.agent is not None and job.agent.tenant_id != job.tenant_id:
         raise ApiError("agent_not_found", f"There is no agent '{job.agent.slug}'.")
+    if job.pk is None:
+        _check_room_for_a_job(job.tenant)
     if rescheduled:
+        # Only a new, changed or resumed schedule: a job the tenant's limits have since
+        # outgrown keeps running until someone changes it.
+        _check_frequency(schedule, job.tenant)
         _check_due(job, timezone.now())
 
 
@@ -394,6 +443,8 @@ def save_cron_job(*, job: CronJob, rescheduled: bool) -> CronJob:
     validate_cron_job(job, rescheduled=rescheduled)
     with transaction.atomic():
         if job.pk is None:
+            # Again under the tenant's row lock, so concurrent creates cannot pass the limit.
+            _check_room_for_a_job(Tenant.objects.select_for_update().get(pk=job.tenant_id))
             job.anchor_at = timezone.now()
             job.save()
         else:

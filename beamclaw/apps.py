@@ -1,4 +1,5 @@
-"""The project's own app: wires the telemetry handlers into every process at startup."""
+"""The project's own app: wires the telemetry handlers into every process at startup, and
+the throttled login form into the admin."""
 
 from django.apps import AppConfig
 
@@ -16,3 +17,9 @@ class BeamclawConfig(AppConfig):
         telemetry.register(metering.record_usage, "provider.call")
         telemetry.register(metrics.observe)
         telemetry.register(event_log.log_event)
+
+        from django.contrib import admin
+
+        from beamclaw.admin_login import ThrottledAdminLoginForm
+
+        admin.site.login_form = ThrottledAdminLoginForm

@@ -343,6 +343,12 @@ CHANNEL_DELIVERY_BACKOFF_BASE = env_float("CHANNEL_DELIVERY_BACKOFF_BASE", 2.0)
 # Signed webhook requests older (or newer) than this are refused as replays.
 CHANNEL_SIGNATURE_MAX_AGE_SECONDS = env_int("CHANNEL_SIGNATURE_MAX_AGE_SECONDS", 300)
 
+# Staff logins (the admin's form, the ops API's HTTP Basic): after this many failures from
+# one address or for one user name within the window, further attempts are refused until
+# the window ends (beamclaw/login_throttle.py).
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300)
+
 # --- i18n, static ---------------------------------------------------------------------
 
 LANGUAGE_CODE = "en-us"

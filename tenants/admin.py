@@ -50,6 +50,8 @@ class TenantAdmin(admin.ModelAdmin):
                     "tokens_per_month",
                     "max_concurrent_turns",
                     "max_sessions",
+                    "max_cron_jobs",
+                    "min_cron_interval_seconds",
                 ]
             },
         ),

@@ -32,6 +32,17 @@ class Tenant(models.Model):
         default=20, validators=[MinValueValidator(1)]
     )
     max_sessions = models.PositiveIntegerField(default=10_000, validators=[MinValueValidator(1)])
+    # Checked when a cron job is created or rescheduled (agents/cron.py).
+    max_cron_jobs = models.PositiveIntegerField(
+        default=100, help_text="Cron jobs the tenant may have, paused ones included."
+    )
+    min_cron_interval_seconds = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(1)],
+        help_text="The least time between two runs of one cron job: the smallest "
+        "'every_seconds', and a cron expression may not fire twice within it (a cron "
+        "expression fires at most once a minute in any case).",
+    )
     # Dedicated tenants are consumed only by workers started with `--tenants <slug>`,
     # never by the hash shards (large tenants get their own capacity).
     dedicated_workers = models.BooleanField(default=False)

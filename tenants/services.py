@@ -25,6 +25,8 @@ LIMIT_FIELDS = (
     "tokens_per_month",
     "max_concurrent_turns",
     "max_sessions",
+    "max_cron_jobs",
+    "min_cron_interval_seconds",
 )
 
 

@@ -28,7 +28,9 @@ class ScheduleSerializer(serializers.Serializer):
         required=False,
         allow_null=True,
         max_length=200,
-        help_text="Five-field cron expression, e.g. '0 9 * * 1-5' (Sunday is 0).",
+        help_text="Five-field cron expression, e.g. '0 9 * * 1-5' (Sunday is 0). It fires "
+        "at most once a minute; two firings closer than your tenant's "
+        "`min_cron_interval_seconds` are `schedule_too_frequent`.",
     )
     timezone = serializers.CharField(
         required=False,
@@ -42,7 +44,8 @@ class ScheduleSerializer(serializers.Serializer):
         allow_null=True,
         min_value=1,
         max_value=EVERY_SECONDS_MAX,
-        help_text="Run every N seconds.",
+        help_text="Run every N seconds; at least your tenant's `min_cron_interval_seconds` "
+        "(60 by default, see GET /api/v1/tenant), else `schedule_too_frequent`.",
     )
     at = serializers.DateTimeField(
         required=False, allow_null=True, help_text="Run once, at this time (ISO 8601)."

@@ -17,7 +17,9 @@ from .cron_serializers import CronJobInputSerializer, CronJobSerializer, CronRun
 
 INVALID = OpenApiResponse(
     description="`invalid_schedule` (a bad cron expression or time zone, or not exactly one "
-    "schedule kind), `agent_not_found`, `invalid_session_key`, `empty_content`, "
+    "schedule kind), `schedule_too_frequent` (two runs closer than your tenant's "
+    "`min_cron_interval_seconds`), `cron_job_limit_reached` (you have `max_cron_jobs` "
+    "jobs already), `agent_not_found`, `invalid_session_key`, `empty_content`, "
     "`channel_binding_not_found` (the delivery's binding is not one of yours), "
     "`invalid_delivery` (no channel, an id that does not fit the binding's kind, a binding "
     "without a bot token) or `validation_error`; `error.message` says what is wrong."

@@ -9,6 +9,8 @@ With no interaction to answer (a cron job's run), the bot posts in a channel ins
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 
@@ -22,6 +24,7 @@ from agents.models import ChannelBinding, ChannelDelivery
 from agents.services import submit_message
 from beamclaw.api.errors import ApiError
 from beamclaw.crypto import encrypt
+from beamclaw.redis import get_redis, key
 
 from . import DeliveryFailed, RequestRefused, bindings, retry_after
 
@@ -99,6 +102,29 @@ def session_key_for(binding: ChannelBinding, command: SlashCommand) -> str:
     return bindings.session_key(binding.agent.slug, *parts)
 
 
+def _interaction_key(binding: ChannelBinding, payload: dict) -> str:
+    # Discord gives every interaction an id; a body without one is keyed by its content.
+    interaction_id = str(payload.get("id") or "")
+    if not interaction_id:
+        canonical = json.dumps(payload, sort_keys=True).encode()
+        interaction_id = "sha256:" + hashlib.sha256(canonical).hexdigest()
+    return key("channels", "discord", binding.tenant_id, binding.pk, "interaction", interaction_id)
+
+
+def _take_interaction(binding: ChannelBinding, payload: dict) -> str | None:
+    """The interaction's Redis key if this is its first arrival, else None.
+
+    A captured request stays signed and passes the timestamp check for
+    CHANNEL_SIGNATURE_MAX_AGE_SECONDS either side of its time, so its id is remembered
+    past that whole window: a replay inside it starts nothing.
+    """
+    interaction_key = _interaction_key(binding, payload)
+    ttl = 2 * settings.CHANNEL_SIGNATURE_MAX_AGE_SECONDS + 60
+    if not get_redis().set(interaction_key, "1", nx=True, ex=ttl):
+        return None
+    return interaction_key
+
+
 def _say(text: str) -> dict:
     """An immediate answer only the user sees."""
     return {
@@ -115,6 +141,10 @@ def handle_command(*, binding: ChannelBinding, payload: dict) -> dict:
     if not command.text or not command.token:
         return _say("Tell me what to do: give the command some text.")
     application_id = binding.external_id or command.application_id
+    interaction_key = _take_interaction(binding, payload)
+    if interaction_key is None:
+        log.warning("discord interaction %s of binding %s replayed", payload.get("id"), binding.pk)
+        return _say("This command was already received.")
     try:
         with transaction.atomic():  # the target is stored before the turn is dispatched
             submission = submit_message(
@@ -131,9 +161,12 @@ def handle_command(*, binding: ChannelBinding, payload: dict) -> dict:
             ChannelDelivery.objects.get_or_create(
                 turn=submission.turn, defaults={"binding": binding, "target": target}
             )
-    except ApiError as error:
+    except ApiError as error:  # refused for good: a replay is refused too
         log.warning("discord command of binding %s refused: %s", binding.pk, error)
         return _say(f"Sorry, I can't take this now ({error.error_code}).")
+    except Exception:
+        get_redis().delete(interaction_key)  # nothing was started: not taken after all
+        raise
     if not submission.new_turn:
         # It joined a queued turn (`collect`), whose answer goes to the first command;
         # deferring this one would leave it "thinking" until its token expires.

@@ -163,9 +163,25 @@ def handle_event(*, binding: ChannelBinding, payload: dict) -> str:
     return "submitted"
 
 
+def as_plain_text(text: str) -> str:
+    """`text` shown exactly as written, with nothing Slack would act on.
+
+    Slack reads `<...>` as control sequences: `<!channel>`, `<!here>`, `<!everyone>` and
+    `<!subteam^ID>` ping a whole channel or group, `<@U1>` a person, `<url|label>` hides a
+    link behind a label. An agent's answer is untrusted text (a user can ask for any of
+    these), so, like Discord's empty `allowed_mentions`, none of it may act: Slack's own
+    escaping of its three control characters shows them literally instead. Plain `@channel`
+    is only a mention with `link_names`, which we never send.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def post_message(*, token: str, channel: str, text: str, thread_ts: str = "") -> str:
-    """`chat.postMessage`; returns the new message's ts. Raises DeliveryFailed."""
-    body = {"channel": channel, "text": text}
+    """`chat.postMessage` of `text` as plain text (see `as_plain_text`); returns the new
+    message's ts. Raises DeliveryFailed."""
+    # Escaped after the answer is cut in parts: at most 5x longer, well under Slack's
+    # 40,000-character truncation.
+    body = {"channel": channel, "text": as_plain_text(text)}
     if thread_ts:
         body["thread_ts"] = thread_ts
     url = f"{settings.SLACK_API_BASE_URL.rstrip('/')}/chat.postMessage"

@@ -116,5 +116,8 @@ def discord_interactions(request: HttpRequest, binding_id: str) -> JsonResponse:
     if kind == discord.PING:
         return JsonResponse({"type": discord.PONG})
     if kind == discord.APPLICATION_COMMAND:
-        return JsonResponse(discord.handle_command(binding=binding, payload=payload))
+        try:
+            return JsonResponse(discord.handle_command(binding=binding, payload=payload))
+        except RedisError:  # no way to tell a replay from a first arrival
+            return _error(503, "service_unavailable", "Try again shortly.")
     return _error(400, "unsupported_interaction", f"Interactions of type {kind!r} are not handled.")

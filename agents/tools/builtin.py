@@ -72,13 +72,17 @@ MAX_EXPONENT = 1000
 # Integers past ~1200 digits are refused: big enough for arithmetic, small enough that no
 # expression of 500 characters can make the worker spend seconds or megabytes on it.
 MAX_INT_BITS = 4096
+# round(n, -d) on an integer computes 10**d, holding the GIL for the whole process (d = 10**7:
+# seconds). No integer we hold has more digits than this, so a larger d rounds nothing.
+MAX_ROUND_DIGITS = math.ceil(MAX_INT_BITS * math.log10(2))
 
 
 class Calculator(Tool):
     name = "calculator"
     description = (
         "Evaluate an arithmetic expression exactly. Supports + - * / // % ** and parentheses, "
-        "the functions sqrt abs round min max floor ceil log sin cos tan, and pi, e."
+        "the functions sqrt abs round min max floor ceil log sin cos tan, and pi, e. "
+        f"At most {MAX_EXPRESSION_CHARS} characters; integers up to {MAX_ROUND_DIGITS} digits."
     )
     parameters = {
         "type": "object",
@@ -119,8 +123,7 @@ def _evaluate(node: ast.expr) -> int | float:
         return _UNARY[type(node.op)](_evaluate(node.operand))
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow):
-            _check_power(left, right)
+        _check_operation(node.op, left, right)
         return _checked(_BINARY[type(node.op)](left, right))
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:
         return _CONSTANTS[node.id]
@@ -130,12 +133,40 @@ def _evaluate(node: ast.expr) -> int | float:
         and node.func.id in _FUNCTIONS
         and not node.keywords
     ):
-        return _checked(_FUNCTIONS[node.func.id](*(_evaluate(arg) for arg in node.args)))
+        args = [_evaluate(arg) for arg in node.args]
+        if node.func.id == "round":
+            _check_round(args)
+        return _checked(_FUNCTIONS[node.func.id](*args))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         raise ToolError(f"unknown function {node.func.id!r}")
     if isinstance(node, ast.Name):
         raise ToolError(f"unknown name {node.id!r}")
     raise ToolError(f"{type(node).__name__} is not allowed in an arithmetic expression")
+
+
+def _check_operation(op: ast.operator, left: int | float, right: int | float) -> None:
+    """Refuse, before computing it, an operation whose result would be out of bounds.
+
+    Every integer held is at most MAX_INT_BITS, so + - / // % on them cost microseconds and
+    their results stay small; only products and powers grow, so only they are estimated.
+    Floats cost the same whatever their value (overflow is an error, not a long wait).
+    """
+    if isinstance(op, ast.Pow):
+        _check_power(left, right)
+    both_int = isinstance(left, int) and isinstance(right, int)
+    # An m-bit times an n-bit integer has at least m + n - 1 bits.
+    if isinstance(op, ast.Mult) and both_int and _bits(left) + _bits(right) - 1 > MAX_INT_BITS:
+        raise ToolError("the result is too large")
+
+
+def _bits(value: int | float) -> int:
+    return value.bit_length() if isinstance(value, int) else 0
+
+
+def _check_round(args: list[int | float]) -> None:
+    digits = args[1] if len(args) == 2 else 0
+    if isinstance(digits, int) and abs(digits) > MAX_ROUND_DIGITS:
+        raise ToolError(f"round() to more than {MAX_ROUND_DIGITS} digits is not allowed")
 
 
 def _check_power(base: int | float, exponent: int | float) -> None:

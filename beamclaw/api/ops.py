@@ -5,6 +5,7 @@ Authenticate with a staff user's session (the admin's login) or HTTP Basic.
 
 from __future__ import annotations
 
+from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
@@ -12,7 +13,8 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from beamclaw import workers
+from beamclaw import login_throttle, workers
+from beamclaw.api.errors import ApiError
 
 
 class RunningTaskSerializer(serializers.Serializer):
@@ -39,9 +41,36 @@ class WorkerListSerializer(serializers.Serializer):
     workers = WorkerSerializer(many=True)
 
 
+class ThrottledBasicAuthentication(BasicAuthentication):
+    """HTTP Basic, refused with a 429 for a while after too many wrong passwords from the
+    caller's address or for the user name (beamclaw.login_throttle)."""
+
+    def authenticate_credentials(self, userid, password, request=None):
+        try:
+            login_throttle.start_attempt(request, userid)
+        except login_throttle.LoginLocked as locked:
+            raise ApiError(
+                "too_many_failed_logins",
+                "Too many failed logins from this address or for this user; retry after "
+                "the number of seconds in Retry-After.",
+                status=429,
+                details={"retry_after": locked.retry_after},
+                retry_after=locked.retry_after,
+            )
+        authenticated = super().authenticate_credentials(userid, password, request)
+        login_throttle.forget_attempt(request, userid)
+        return authenticated
+
+
+class ThrottledBasicScheme(BasicScheme):
+    """The schema shows it as the HTTP Basic it is."""
+
+    target_class = "beamclaw.api.ops.ThrottledBasicAuthentication"
+
+
 class StaffOnly:
     # Basic first: an anonymous caller gets 401 with a WWW-Authenticate challenge.
-    authentication_classes = [BasicAuthentication, SessionAuthentication]
+    authentication_classes = [ThrottledBasicAuthentication, SessionAuthentication]
     permission_classes = [IsAdminUser]
     throttle_classes: list = []
 

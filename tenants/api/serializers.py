@@ -24,6 +24,8 @@ class LimitsSerializer(serializers.ModelSerializer):
             "tokens_per_month",
             "max_concurrent_turns",
             "max_sessions",
+            "max_cron_jobs",
+            "min_cron_interval_seconds",
         ]
 
 

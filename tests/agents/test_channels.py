@@ -334,6 +334,29 @@ def test_a_failed_turn_gets_a_short_note(slack_binding, channel_api, model):
     assert "bad request" not in post.json["text"]
 
 
+HOSTILE_ANSWER = (
+    "<!channel> <!here|here> <!everyone> <!subteam^S0614TZR7|@oncall> <@U42> "
+    "<https://evil.example|your bank> fish & chips"
+)
+
+
+def test_mentions_and_links_in_an_answer_are_posted_as_plain_text(
+    slack_binding, channel_api, model
+):
+    model.add_rule(match="announce", reply=HOSTILE_ANSWER)
+
+    post_slack(slack_binding.pk, slack_event("<@UAPP> announce it"))
+
+    delivered(Turn.objects.get())
+    [post] = channel_api.wait_for(is_slack_post)
+    # Slack's escaping: shown as written, and nothing in it pings anyone.
+    assert post.json["text"] == (
+        "&lt;!channel&gt; &lt;!here|here&gt; &lt;!everyone&gt; "
+        "&lt;!subteam^S0614TZR7|@oncall&gt; &lt;@U42&gt; "
+        "&lt;https://evil.example|your bank&gt; fish &amp; chips"
+    )
+
+
 def test_secrets_are_encrypted_at_rest(slack_binding):
     row = type(slack_binding).objects.values().get(pk=slack_binding.pk)
 
@@ -448,6 +471,41 @@ def test_a_slash_command_is_deferred_then_its_answer_is_edited_in(
     assert edit.json == {"content": "echo: hello there", "allowed_mentions": {"parse": []}}
     record = delivered(turn)
     assert "interaction-token-1" not in json.dumps(record.target)  # encrypted at rest
+
+
+def post_signed_discord(binding_id, body: bytes, timestamp: str, signature: str):
+    return Client().post(
+        f"/hooks/discord/{binding_id}/interactions",
+        data=body,
+        content_type="application/json",
+        headers={"X-Signature-Ed25519": signature, "X-Signature-Timestamp": timestamp},
+    )
+
+
+def test_a_replayed_interaction_starts_nothing(discord_binding, discord_key, channel_api):
+    body = json.dumps(slash_command("deploy to production")).encode()
+    timestamp = str(int(time.time()))
+    signature = discord_key.sign(timestamp.encode() + body).signature.hex()
+
+    first = post_signed_discord(discord_binding.pk, body, timestamp, signature)
+    turn = wait_for_turn(Turn.objects.get().pk)
+    delivered(turn)
+    replay = post_signed_discord(discord_binding.pk, body, timestamp, signature)
+    # The same interaction id signed again, as a captured request can be: refused too.
+    resigned = post_discord(discord_binding.pk, slash_command("deploy again"), discord_key)
+
+    assert first.json() == {"type": 5}
+    for response in (replay, resigned):
+        assert response.status_code == 200
+        assert response.json()["type"] == 4  # answered at once, to the sender only
+        assert response.json()["data"]["content"] == "This command was already received."
+    assert list(Turn.objects.values_list("pk", flat=True)) == [turn.pk]
+    assert len([r for r in channel_api.requests if r.api == "discord"]) == 1
+    # A new interaction is a new turn.
+    other = post_discord(discord_binding.pk, {**slash_command(), "id": "I2"}, discord_key)
+    assert other.json() == {"type": 5}
+    assert Turn.objects.count() == 2
+    delivered(Turn.objects.latest("id"))
 
 
 def test_a_long_discord_answer_continues_in_follow_ups(

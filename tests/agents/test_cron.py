@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connections
 from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, PeriodicTask
+from rest_framework.test import APIClient
 
 from agents import services
 from agents.models import CronJob, CronRun, Turn
@@ -66,6 +70,7 @@ def runs_stay_at_one_count(job_id: int, seconds: float):
 def test_a_job_every_two_seconds_fires_at_least_twice_with_history_and_pausing_stops_it(
     acme, agent
 ):
+    set_limits(tenant=acme.tenant, min_cron_interval_seconds=1)
     job = create_job(acme, message="status?", schedule={"every_seconds": 2})
     job_id = job["id"]
     times = parse(job["next_runs"])
@@ -239,6 +244,129 @@ def test_an_invalid_schedule_is_a_400_that_says_what_is_wrong(acme, ops, schedul
     assert says in error["message"]
     assert not CronJob.objects.exists()
     assert not PeriodicTask.objects.filter(task="agents.fire_cron_job").exists()
+
+
+# --- Tenant limits: how often a job fires, how many jobs -------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("every_seconds", [1, 59])
+def test_a_job_firing_more_often_than_the_tenants_minimum_interval_is_a_400(
+    acme, ops, every_seconds
+):
+    body = {"agent": "ops", "message": "hi", "schedule": {"every_seconds": every_seconds}}
+
+    response = acme.client.post("/api/v1/cron-jobs", body, format="json")
+
+    assert response.status_code == 400, response.json()
+    error = response.json()["error"]
+    assert error["code"] == "schedule_too_frequent"
+    assert "'every_seconds' must be at least 60" in error["message"]
+    assert error["details"] == {"min_cron_interval_seconds": 60}
+    assert not CronJob.objects.exists()
+    assert not PeriodicTask.objects.filter(task="agents.fire_cron_job").exists()
+
+
+@pytest.mark.django_db
+def test_every_minute_is_allowed_and_a_change_to_faster_is_refused(acme, ops):
+    every_minute = create_job(acme, schedule={"every_seconds": 60})
+    cron_every_minute = create_job(acme, schedule={"cron": "* * * * *"})
+    url = f"/api/v1/cron-jobs/{every_minute['id']}"
+
+    faster = acme.client.patch(url, {"schedule": {"every_seconds": 5}}, format="json")
+
+    assert faster.status_code == 400
+    assert faster.json()["error"]["code"] == "schedule_too_frequent"
+    assert acme.client.get(url).json() == every_minute
+    assert beat_entry(every_minute["id"]).interval.every == 60
+    assert beat_entry(cron_every_minute["id"]).crontab.minute == "*"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("expression", "accepted"),
+    [
+        ("*/5 * * * *", True),
+        ("0 * * * *", True),
+        ("0,5,10 * * * *", True),
+        ("55 8 * * *", True),
+        ("* * * * *", False),
+        ("*/2 * * * *", False),
+        ("0,1 9 * * 1-5", False),  # two runs a minute apart, once a day
+        ("58 0-23/1 * * *", True),
+        ("59 8,9 * * *", True),
+        ("59 23 * * *", True),
+        ("0,59 0,23 * * *", False),  # 23:59 then 00:00 the next day
+    ],
+)
+def test_a_cron_expression_may_not_fire_twice_within_the_tenants_minimum_interval(
+    acme, ops, expression, accepted
+):
+    set_limits(tenant=acme.tenant, min_cron_interval_seconds=300)
+    body = {"agent": "ops", "message": "hi", "schedule": {"cron": expression}}
+
+    response = acme.client.post("/api/v1/cron-jobs", body, format="json")
+
+    if accepted:
+        assert response.status_code == 201, response.json()
+    else:
+        assert response.status_code == 400, response.json()
+        error = response.json()["error"]
+        assert error["code"] == "schedule_too_frequent"
+        assert "the least is 300 s" in error["message"]
+
+
+@pytest.mark.django_db
+def test_a_tenant_past_its_cron_job_limit_gets_a_400_until_it_deletes_one(acme, globex, ops):
+    set_limits(tenant=acme.tenant, max_cron_jobs=2)
+    first = create_job(acme)
+    create_job(acme, enabled=False)  # a paused job counts too
+    body = {"agent": "ops", "message": "hi", "schedule": {"every_seconds": 3600}}
+
+    refused = acme.client.post("/api/v1/cron-jobs", body, format="json")
+
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["code"] == "cron_job_limit_reached"
+    assert "limit of 2 cron jobs" in error["message"]
+    assert error["details"] == {"max_cron_jobs": 2}
+    assert CronJob.objects.filter(tenant=acme.tenant).count() == 2
+    # Another tenant's jobs are its own business.
+    services.create_agent(tenant=globex.tenant, slug="ops")
+    create_job(globex)
+
+    assert acme.client.delete(f"/api/v1/cron-jobs/{first['id']}").status_code == 204
+    create_job(acme)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_created_all_at_once_stop_at_the_limit(acme, ops):
+    set_limits(tenant=acme.tenant, max_cron_jobs=3)
+    attempts = 8  # under the database pool's 16 connections
+    all_at_once = threading.Barrier(attempts)
+    body = {"agent": "ops", "message": "hi", "schedule": {"every_seconds": 3600}}
+
+    def create(_: int) -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {acme.key}")
+        all_at_once.wait(timeout=30)
+        try:
+            return client.post("/api/v1/cron-jobs", body, format="json").status_code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(attempts) as pool:
+        answers = list(pool.map(create, range(attempts)))
+
+    assert sorted(answers) == [201] * 3 + [400] * 5
+    assert CronJob.objects.filter(tenant=acme.tenant).count() == 3
+
+
+@pytest.mark.django_db
+def test_a_tenant_reads_its_cron_limits(acme):
+    limits = acme.client.get("/api/v1/tenant").json()["limits"]
+
+    assert (limits["max_cron_jobs"], limits["min_cron_interval_seconds"]) == (100, 60)
 
 
 @pytest.mark.django_db
@@ -419,3 +547,48 @@ def test_the_admin_runs_a_job_now_and_checks_schedules_like_the_api(acme, ops, a
     assert good.status_code == 302, good.context["errors"]
     added = CronJob.objects.exclude(pk=job["id"]).get()
     assert beat_entry(added.pk).interval.every == 60
+
+
+@pytest.mark.django_db
+def test_the_admin_edits_a_tenants_cron_limits_and_the_cron_form_enforces_them(
+    acme, ops, admin_client
+):
+    tenant = acme.tenant
+    page = admin_client.get(f"/admin/tenants/tenant/{tenant.pk}/change/")
+    form = {
+        name: value
+        for name, value in page.context["adminform"].form.initial.items()
+        if name in page.context["adminform"].form.fields
+    }
+    inline = {"api_keys-TOTAL_FORMS": "0", "api_keys-INITIAL_FORMS": "0"}
+    changed = admin_client.post(
+        f"/admin/tenants/tenant/{tenant.pk}/change/",
+        {
+            **form,
+            **inline,
+            "is_active": "on",
+            "max_cron_jobs": "1",
+            "min_cron_interval_seconds": "30",
+        },
+    )
+    assert changed.status_code == 302, changed.context["adminform"].form.errors
+    tenant.refresh_from_db()
+    assert (tenant.max_cron_jobs, tenant.min_cron_interval_seconds) == (1, 30)
+
+    job_form = {
+        "tenant": tenant.pk,
+        "agent": ops.pk,
+        "message": "hi",
+        "enabled": "on",
+        "runs-TOTAL_FORMS": "0",
+        "runs-INITIAL_FORMS": "0",
+    }
+    too_often = admin_client.post("/admin/agents/cronjob/add/", {**job_form, "every_seconds": "10"})
+    assert "&#x27;every_seconds&#x27; must be at least 30" in too_often.content.decode()
+    good = admin_client.post("/admin/agents/cronjob/add/", {**job_form, "every_seconds": "30"})
+    assert good.status_code == 302, good.context["errors"]
+    one_too_many = admin_client.post(
+        "/admin/agents/cronjob/add/", {**job_form, "every_seconds": "30"}
+    )
+    assert "limit of 1 cron jobs" in one_too_many.content.decode()
+    assert CronJob.objects.count() == 1

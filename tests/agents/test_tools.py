@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from agents.tools import registry
-from agents.tools.base import Tool, ToolContext
+from agents.tools.base import Tool, ToolContext, ToolError
+from tests.support import wait_until
 
 
 class DictMemory:
@@ -188,6 +189,111 @@ def test_calculator_refuses_what_is_not_safe_arithmetic(ctx, expression, message
     assert result.error_code == "tool_error"
     assert message in result.content
     assert time.monotonic() - started < 0.5
+
+
+class Ticker:
+    """A second thread noting the time every millisecond, as a worker's heartbeat and lease
+    keeper would: if an evaluation holds the interpreter, the ticks stop."""
+
+    def __init__(self) -> None:
+        self.ticks: list[float] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+
+    def _tick(self) -> None:
+        while not self._stopping.wait(0.001):
+            self.ticks.append(time.monotonic())
+
+    def start(self) -> None:
+        self._thread.start()
+        wait_until(lambda: self.ticks, timeout=10, message="the ticker to start")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=10)
+
+    def longest_pause_between(self, started: float, ended: float) -> float:
+        """The longest time without a tick from the last tick before `started` to the first
+        tick after `ended`."""
+        wait_until(lambda: self.ticks[-1] > ended, timeout=10, message="the ticker to tick")
+        ticks = list(self.ticks)
+        first = max(i for i, tick in enumerate(ticks) if tick <= started)
+        last = next(i for i, tick in enumerate(ticks) if tick > ended)
+        return max(ticks[i + 1] - ticks[i] for i in range(first, last))
+
+
+@pytest.fixture
+def ticker() -> Iterator[Ticker]:
+    ticker = Ticker()
+    ticker.start()
+    yield ticker
+    ticker.stop()
+
+
+BIG = "(2**999)**4"  # 3996 bits, just under the integer cap
+
+
+@pytest.mark.parametrize(
+    ("expression", "outcome"),
+    [
+        ("9**9**9", "exponents larger than 1000"),
+        ("9**9**9**9", "exponents larger than 1000"),
+        ("(10**300)**(10**3)", "too large"),
+        ("10 ** -10**6", "exponents larger than 1000"),
+        ("2 ** 0.5 ** -1000", "exponents larger than 1000"),
+        ("(-1) ** 1000", 1),
+        ("2**999 * 2**999 * 2**999 * 2**999 * 2**999", "too large"),
+        (f"{BIG} * {BIG}", "too large"),
+        (f"({BIG}) ** 2", "too large"),
+        ("floor(1e308) ** 5", "too large"),
+        ("round(5, -10**7)", "round() to more than 1234 digits"),
+        ("round(5, -10**4 * 10**4)", "round() to more than 1234 digits"),
+        ("round(5, 10**8)", "round() to more than 1234 digits"),
+        ("round(2.5, -10**300)", "round() to more than 1234 digits"),
+        ("round(1e308, 10**9)", "round() to more than 1234 digits"),
+        (f"round({BIG}, -1234)", 0),
+        ("10.0 ** 400", "too large"),
+        ("1e308 * 10", "not a finite number"),
+        ("1e308 / 1e-308", "not a finite number"),
+        (f"{BIG} / 3", "too large"),
+        (f"sqrt({BIG})", "too large"),
+        (f"{BIG} % 7", 1),
+        (f"{BIG} // 3**600", 2**3996 // 3**600),
+        (f"log({BIG}, 1)", "division by zero"),
+        (f"max({', '.join([BIG] * 20)}) - {BIG}", 0),
+        ("9" * 499, int("9" * 499)),
+        (f"{BIG} + 0", 2**3996),
+        ("1 << 10**9", "BinOp is not allowed"),
+        ("1 < 2 < 3", "Compare is not allowed"),
+        ("'9' * 10**9", "Constant is not allowed"),
+        ("(-8) ** 0.5", "not a real number"),
+        ("(" * 249 + "1" + ")" * 249, "not a valid arithmetic expression"),
+        ("(" * 99 + "1" + ")" * 99, 1),
+        ("-" * 499 + "1", -1),
+        ("1" + "+1" * 249, 250),
+        ("1" + "**1" * 166, 1),
+        ("1" * 501, "longer than 500 characters"),
+    ],
+)
+def test_a_hostile_expression_is_answered_or_refused_at_once_without_stalling_the_process(
+    ctx, ticker, expression, outcome
+):
+    calculator = registry.get("calculator")
+    cpu_started, started = time.thread_time(), time.monotonic()
+    try:
+        answer: Any = calculator.run({"expression": expression}, ctx)
+        json.dumps(answer)  # what the registry does with it: a huge integer would cost here too
+    except ToolError as exc:
+        answer = str(exc)
+    cpu_seconds, ended = time.thread_time() - cpu_started, time.monotonic()
+
+    assert ticker.longest_pause_between(started, ended) < 1.0
+    # CPU time of this thread, so a loaded machine cannot make it flaky.
+    assert cpu_seconds < 0.1
+    if isinstance(outcome, str):
+        assert isinstance(answer, str) and outcome in answer
+    else:
+        assert answer == outcome
 
 
 # --- current_time -------------------------------------------------------------------------

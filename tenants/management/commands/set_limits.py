@@ -30,4 +30,4 @@ class Command(BaseCommand):
                 "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
             )
         for field in ("is_active", *LIMIT_FIELDS):
-            self.stdout.write(f"{field:22} {getattr(owner, field)}")
+            self.stdout.write(f"{field:26} {getattr(owner, field)}")
