@@ -42,6 +42,7 @@ class ErrorResponseSerializer(serializers.Serializer):
 RETRY_AFTER = {
     "Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait before retrying"}
 }
+RETRY_AFTER_STATUSES = {"429", "503"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,6 @@ class ErrorStatus:
     status: str
     name: str
     description: str
-    retry_after: bool = False
 
 
 BAD_REQUEST = ErrorStatus(
@@ -97,14 +97,12 @@ TOO_MANY_REQUESTS = ErrorStatus(
     "429",
     "TooManyRequests",
     "`rate_limited`: too many requests with this API key; retry after `Retry-After` seconds.",
-    retry_after=True,
 )
 SERVICE_UNAVAILABLE = ErrorStatus(
     "503",
     "ServiceUnavailable",
     "`service_busy` or `service_unavailable`: the service is overloaded or cannot reach a "
     "dependency; retry after `Retry-After` seconds.",
-    retry_after=True,
 )
 
 
@@ -121,10 +119,12 @@ class AutoSchemaWithErrors(AutoSchema):
             responses.setdefault(error.status, self._error_response(error))
         # An operation's own error statuses (a 409, ...) carry the same body.
         for status, response in responses.items():
-            if status.startswith(("4", "5")) and not (
-                "$ref" in response or response.get("content")
-            ):
+            if not status.startswith(("4", "5")) or "$ref" in response:
+                continue
+            if not response.get("content"):
                 response["content"] = {"application/json": {"schema": self._error_body()}}
+            if status in RETRY_AFTER_STATUSES:
+                response.setdefault("headers", RETRY_AFTER)
         self._describe_event_streams(responses)
         operation["responses"] = dict(sorted(responses.items()))
         return operation
@@ -137,7 +137,7 @@ class AutoSchemaWithErrors(AutoSchema):
             "description": error.description,
             "content": {"application/json": {"schema": self._error_body()}},
         }
-        if error.retry_after:
+        if error.status in RETRY_AFTER_STATUSES:
             response["headers"] = RETRY_AFTER
         component = ResolvedComponent(
             name=error.name, type=ResolvedComponent.RESPONSE, object=error.name, schema=response
