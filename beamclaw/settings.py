@@ -191,7 +191,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "beamclaw.api.pagination.CursorPagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "beamclaw.api.schema.AutoSchemaWithErrors",
     "EXCEPTION_HANDLER": "beamclaw.api.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["tenants.throttling.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": os.environ.get("API_RATE_LIMIT", "6000/min")},
@@ -204,7 +204,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Multi-tenant AI agent orchestration. Authenticate with "
         "`Authorization: Bearer <api key>`; every call is scoped to the key's tenant. "
-        'Errors are always `{"error": {"code", "message", "details"}}`.'
+        'Errors are always `{"error": {"code", "message", "details"}}` (`ErrorResponse`), '
+        "with the statuses each operation lists."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from agents.models import Agent, Message, ProviderName, QueueMode, Session, Turn
 from agents.tools import registry
+from beamclaw.api.schema import ErrorSerializer
 
 
 class AgentSerializer(serializers.ModelSerializer):
@@ -59,7 +60,9 @@ class ProviderCredentialSerializer(serializers.Serializer):
 
 class SessionSerializer(serializers.ModelSerializer):
     agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    parent = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    parent = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, allow_null=True, help_text="null unless a sub-agent's"
+    )
     message_count = serializers.IntegerField(source="last_seq", read_only=True)
 
     class Meta:
@@ -68,7 +71,7 @@ class SessionSerializer(serializers.ModelSerializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
-    turn_id = serializers.IntegerField(read_only=True)
+    turn_id = serializers.IntegerField(read_only=True, allow_null=True)
 
     class Meta:
         model = Message
@@ -82,11 +85,6 @@ class MessageSerializer(serializers.ModelSerializer):
             "turn_id",
             "created_at",
         ]
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
 
 
 class TurnSerializer(serializers.ModelSerializer):
@@ -168,3 +166,73 @@ class SubmissionSerializer(serializers.Serializer):
         help_text="True when the task broker was unreachable: the message and its turn are "
         "stored and the turn runs as soon as the broker is back."
     )
+
+
+# --- Live events: the `data` of each Server-Sent Event -----------------------------------
+
+
+class TurnEventSerializer(serializers.Serializer):
+    turn_id = serializers.IntegerField()
+
+
+class TurnQueuedEventSerializer(TurnEventSerializer):
+    session_key = serializers.CharField()
+    mode = serializers.CharField(help_text="enqueue, collect, interrupt or reject")
+
+
+class TurnStartedEventSerializer(TurnEventSerializer):
+    attempt = serializers.IntegerField(help_text="1, or more when a worker resumed it")
+
+
+class MessageDeltaEventSerializer(TurnEventSerializer):
+    text = serializers.CharField(help_text="the next piece of the answer")
+
+
+class ToolStartedEventSerializer(TurnEventSerializer):
+    id = serializers.CharField(help_text="the tool call's id")
+    name = serializers.CharField()
+    arguments = serializers.JSONField(help_text="as the model gave them (text if not JSON)")
+
+
+class ToolFinishedEventSerializer(TurnEventSerializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    ok = serializers.BooleanField()
+    error_code = serializers.CharField(allow_null=True)
+    content = serializers.CharField(help_text="the result, first 2,000 characters")
+    duration_ms = serializers.IntegerField()
+
+
+class TurnWaitingEventSerializer(TurnEventSerializer):
+    reason = serializers.CharField(help_text="`sub-agents`")
+
+
+class MessageCompletedEventSerializer(TurnEventSerializer):
+    seq = serializers.IntegerField()
+    content = serializers.CharField(allow_blank=True)
+
+
+class TurnFailedEventSerializer(TurnEventSerializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class TurnFinishedEventSerializer(TurnEventSerializer):
+    status = serializers.CharField(help_text="succeeded, failed or cancelled")
+    error_code = serializers.CharField(help_text="empty when it succeeded")
+    input_tokens = serializers.IntegerField(required=False)
+    output_tokens = serializers.IntegerField(required=False)
+    iterations = serializers.IntegerField(required=False)
+
+
+TURN_EVENTS = {
+    "turn.queued": TurnQueuedEventSerializer,
+    "turn.started": TurnStartedEventSerializer,
+    "message.delta": MessageDeltaEventSerializer,
+    "tool.started": ToolStartedEventSerializer,
+    "tool.finished": ToolFinishedEventSerializer,
+    "turn.waiting": TurnWaitingEventSerializer,
+    "message.completed": MessageCompletedEventSerializer,
+    "turn.failed": TurnFailedEventSerializer,
+    "turn.finished": TurnFinishedEventSerializer,
+}

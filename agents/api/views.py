@@ -28,6 +28,7 @@ from tenants.auth import request_tenant
 
 from . import sse
 from .serializers import (
+    TURN_EVENTS,
     AgentSerializer,
     AgentUpdateSerializer,
     MessageSerializer,
@@ -37,6 +38,8 @@ from .serializers import (
     SubmitMessageSerializer,
     TurnSerializer,
 )
+
+SESSION_BUSY = OpenApiResponse(description="`session_busy`: a turn of the session is active.")
 
 # --- Agents ---------------------------------------------------------------------------
 
@@ -48,6 +51,15 @@ class AgentListView(generics.ListCreateAPIView):
 
     def get_queryset(self):
         return selectors.agents_of(request_tenant(self.request))
+
+    @extend_schema(
+        responses={
+            201: AgentSerializer,
+            409: OpenApiResponse(description="`agent_exists`: you have an agent with that slug."),
+        }
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
 
     def create(self, request, *args, **kwargs):
         data = validated(AgentSerializer(data=request.data))
@@ -145,6 +157,10 @@ class SessionDetailView(generics.RetrieveDestroyAPIView):
 
     serializer_class = SessionSerializer
 
+    @extend_schema(responses={204: None, 409: SESSION_BUSY})
+    def delete(self, request, *args, **kwargs):
+        return super().delete(request, *args, **kwargs)
+
     def get_object(self):
         return selectors.get_session(request_tenant(self.request), self.kwargs["key"])
 
@@ -155,7 +171,7 @@ class SessionDetailView(generics.RetrieveDestroyAPIView):
 class SessionResetView(APIView):
     """Clear a session's history and memory; the key stays."""
 
-    @extend_schema(request=None, responses=SessionSerializer)
+    @extend_schema(request=None, responses={200: SessionSerializer, 409: SESSION_BUSY})
     def post(self, request, key: str):
         session = selectors.get_session(request_tenant(request), key)
         return Response(SessionSerializer(services.reset_session(session=session)).data)
@@ -175,13 +191,15 @@ def _turn_payload(turn: Turn, *, with_reply: bool) -> dict:
 class SessionMessagesView(AsyncAPIView):
     """The conversation (GET, oldest first) and sending a message to the agent (POST)."""
 
+    pagination_class = HistoryPagination  # also tells the schema the history is paged
+
     @extend_schema(responses=MessageSerializer(many=True))
     async def get(self, request, key: str):
         return await sync_to_async(self._history)(request, key)
 
     def _history(self, request, key):
         session = selectors.get_session(request_tenant(request), key)
-        paginator = HistoryPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.history(session), request, view=self)
         return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
 
@@ -190,6 +208,10 @@ class SessionMessagesView(AsyncAPIView):
         responses={
             200: OpenApiResponse(SubmissionSerializer, description="finished within `wait`"),
             202: OpenApiResponse(SubmissionSerializer, description="accepted, still running"),
+            403: OpenApiResponse(
+                description="`session_limit_reached` (a new session past your limit) or "
+                "`tenant_suspended`."
+            ),
             409: OpenApiResponse(description="`session_busy` with mode `reject`"),
         },
     )
@@ -257,7 +279,13 @@ class TurnDetailView(APIView):
 class TurnCancelView(APIView):
     """Cancel a turn: at once if queued, at its next step if running; 409 if it ended."""
 
-    @extend_schema(request=None, responses={202: TurnSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            202: TurnSerializer,
+            409: OpenApiResponse(description="`turn_not_cancellable`: the turn already ended."),
+        },
+    )
     def post(self, request, turn_id: int):
         turn = selectors.get_turn(request_tenant(request), turn_id)
         turn = services.cancel_turn(turn=turn)
@@ -266,6 +294,14 @@ class TurnCancelView(APIView):
 
 # --- Live events ----------------------------------------------------------------------
 
+EVENT_STREAM = OpenApiResponse(
+    OpenApiTypes.STR,
+    description="Server-Sent Events. Each event is `id: <event id>`, `event: <name>` and "
+    "`data: <one JSON object>`; lines starting with `:` only keep the connection open. "
+    f"Events: {', '.join(f'`{name}`' for name in TURN_EVENTS)}; `x-events` gives each "
+    "one's `data` shape (the `*Event` schemas).",
+)
+
 SSE_DOC = extend_schema(
     parameters=[
         OpenApiParameter(
@@ -273,9 +309,18 @@ SSE_DOC = extend_schema(
             str,
             OpenApiParameter.HEADER,
             description="resume after this event id (or `?last_event_id=`)",
-        )
+        ),
+        OpenApiParameter(
+            "last_event_id", str, description="resume after this event id (or `Last-Event-ID`)"
+        ),
     ],
-    responses={(200, "text/event-stream"): OpenApiTypes.STR},
+    responses={
+        (200, "text/event-stream"): EVENT_STREAM,
+        429: OpenApiResponse(
+            description="`too_many_streams`: you have as many event streams open as you may, "
+            "or `rate_limited`; retry after `Retry-After` seconds."
+        ),
+    },
 )
 
 
@@ -303,6 +348,7 @@ class TurnEventsView(AsyncAPIView):
     """Live events of one turn as Server-Sent Events; the stream ends with `turn.finished`."""
 
     renderer_classes = [JSONRenderer, sse.EventStreamRenderer]
+    stream_events = TURN_EVENTS
 
     @SSE_DOC
     async def get(self, request, turn_id: int):
@@ -331,6 +377,7 @@ class SessionEventsView(AsyncAPIView):
     """Live events of every turn of a session, as Server-Sent Events (until you disconnect)."""
 
     renderer_classes = [JSONRenderer, sse.EventStreamRenderer]
+    stream_events = TURN_EVENTS
 
     @SSE_DOC
     async def get(self, request, key: str):
