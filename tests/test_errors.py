@@ -64,6 +64,14 @@ def test_wrong_method_is_405(acme):
     assert_error_shape(acme.client.delete("/api/v1/tenant"), 405, "method_not_allowed")
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_wrong_method_outside_the_api_is_a_json_405_with_allow(path):
+    response = Client().post(path)
+
+    error = assert_error_shape(response, 405, "method_not_allowed")
+    assert "GET" in response["Allow"] and "GET" in error["message"]
+
+
 def test_missing_credentials_are_401():
     assert_error_shape(Client().get("/api/v1/tenant"), 401, "authentication_required")
 

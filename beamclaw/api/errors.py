@@ -133,17 +133,26 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonR
     return JsonResponse(error_body("not_found", "No such resource."), status=404)
 
 
-def json_not_found_middleware(get_response: Callable[[HttpRequest], HttpResponse]):
-    """Every 404 in the one JSON shape, also with DEBUG on (Django's own page is HTML and
-    lists every URL pattern). Sits outside CommonMiddleware, which may first turn a 404
-    into a redirect to the address with a slash."""
+def json_errors_middleware(get_response: Callable[[HttpRequest], HttpResponse]):
+    """404 and 405 in the one JSON shape wherever they come from: Django's own 404 page
+    (HTML; with DEBUG on it lists every URL pattern) and the empty 405 of `require_GET`.
+    Sits outside CommonMiddleware, which may first turn a 404 into a redirect to the
+    address with a slash."""
 
     def middleware(request: HttpRequest) -> HttpResponse:
         response = get_response(request)
-        if response.status_code == 404 and not response.get("Content-Type", "").startswith(
-            "application/json"
-        ):
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        if response.status_code == 404:
             return not_found(request)
+        if response.status_code == 405:
+            allowed = response.get("Allow", "")
+            replacement = JsonResponse(
+                error_body("method_not_allowed", f"Allowed methods: {allowed or 'none'}."),
+                status=405,
+            )
+            replacement["Allow"] = allowed
+            return replacement
         return response
 
     return middleware
