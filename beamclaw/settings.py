@@ -54,7 +54,11 @@ def refuse_to_start(problem: str) -> None:
 
 
 def _production_secrets_missing() -> list[str]:
-    return [name for name in ("SECRET_KEY", "FERNET_KEYS") if not os.environ.get(name, "").strip()]
+    present = {
+        "SECRET_KEY": bool(os.environ.get("SECRET_KEY", "").strip()),
+        "FERNET_KEYS": bool(env_list("FERNET_KEYS", [])),  # " , " lists no key
+    }
+    return [name for name, given in present.items() if not given]
 
 
 if not DEBUG and (missing := _production_secrets_missing()):
@@ -249,6 +253,7 @@ def _check_fernet_keys(keys: list[str]) -> None:
 
 
 _check_fernet_keys(FERNET_KEYS)
+
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")

@@ -150,6 +150,7 @@ def test_unexpected_exceptions_are_500_without_internals_with_a_reference_in_the
     reference = error["details"]["reference"]
     assert set(error["details"]) == {"reference"} and reference in error["message"]
     assert_logged_with_traceback(caplog, reference)
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
 
 
 def assert_logged_with_traceback(caplog, reference: str) -> None:

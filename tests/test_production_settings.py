@@ -35,6 +35,7 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     [
         ({}, ["SECRET_KEY", "FERNET_KEYS"]),
         ({"SECRET_KEY": "k" * 50}, ["FERNET_KEYS"]),
+        ({"SECRET_KEY": "k" * 50, "FERNET_KEYS": " , "}, ["FERNET_KEYS"]),
         ({"FERNET_KEYS": Fernet.generate_key().decode()}, ["SECRET_KEY"]),
         ({"DEBUG": "0", "SECRET_KEY": "k" * 50, "FERNET_KEYS": "not-a-key"}, ["FERNET_KEYS"]),
     ],

@@ -109,8 +109,11 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         # A bug, not the client's fault: log it and answer without internals.
         body, reference = internal_error_body()
         view = context.get("view").__class__.__name__
-        log.exception("unhandled error in %s (reference %s)", view, reference)
-        return Response(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+        path = getattr(context.get("request"), "path", "")
+        log.exception("unhandled error in %s at %s (reference %s)", view, path, reference)
+        response = Response(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+        response._has_been_logged = True  # Django would log it again, without the reference
+        return response
 
     code, message = _code_and_message(exc)
     details: dict = {}
