@@ -40,7 +40,7 @@ def _binding(binding_id: int, kind: str) -> ChannelBinding | None:
 def _json_object(body: bytes) -> dict | None:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # too deep: not a real event
         return None
     return payload if isinstance(payload, dict) else None
 

@@ -253,6 +253,25 @@ def test_a_webhook_body_over_the_upload_limit_is_413_before_anything_else(
     assert not channel_api.requests
 
 
+def test_a_signed_body_nested_too_deep_to_parse_is_400(slack_binding, channel_api):
+    body = b"[" * 100_000 + b"]" * 100_000
+    timestamp = str(int(time.time()))
+
+    response = Client(raise_request_exception=False).post(
+        f"/hooks/slack/{slack_binding.pk}/events",
+        data=body,
+        content_type="application/json",
+        headers={
+            "X-Slack-Request-Timestamp": timestamp,
+            "X-Slack-Signature": slack_signature(body, timestamp),
+        },
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_request"
+    assert not Turn.objects.exists()
+
+
 def test_a_retried_event_runs_once(slack_binding, channel_api):
     first = post_slack(slack_binding.pk, slack_event(event_id="EvSame"))
     retry = post_slack(
