@@ -23,9 +23,11 @@ USER beamclaw
 # Owned by the app user, so a volume mounted here (compose's metrics) is writable.
 RUN mkdir -p /app/var/metrics
 
-# The admin's static files, served by whitenoise. A throwaway key keeps settings.py from
-# writing a generated one into the image.
-RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0
+# The static files of the admin and the API docs (Swagger UI), served by whitenoise. Building
+# needs no production secrets: DEBUG=1 for this one command, and a throwaway key keeps
+# settings.py from writing a generated one into the image. The image itself runs with DEBUG
+# off, so it refuses to start until SECRET_KEY and FERNET_KEYS are set.
+RUN DEBUG=1 SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0
 
 EXPOSE 8000
 CMD ["uvicorn", "beamclaw.asgi:application", "--host", "0.0.0.0", "--port", "8000"]

@@ -48,7 +48,7 @@ worker: $(STAMP) ## one more Celery worker (on REDIS_URL or the running `make ru
 	@$(PY) scripts/dev.py worker $(ARGS)
 
 bench: $(STAMP) ## every benchmark at full size (~30 min); ARGS="--quick" for a 1-minute run
-	$(PY) manage.py bench all $(ARGS)
+	DEBUG=1 $(PY) manage.py bench all $(ARGS)
 
 clean: ## delete var/ (SQLite database, private Redis data, demo secrets); keeps .venv
 	rm -rf var/

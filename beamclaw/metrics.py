@@ -276,23 +276,33 @@ def reset_multiprocess_dir(path: str | Path | None = None) -> Path:
     return directory
 
 
-def _unauthorized(code: str, message: str) -> JsonResponse:
+def _refused(status: int, code: str, message: str) -> JsonResponse:
     from beamclaw.api.errors import error_body  # DRF; kept out of scripts/dev.py's import
 
-    response = JsonResponse(error_body(code, message), status=401)
-    response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    response = JsonResponse(error_body(code, message), status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
     return response
 
 
 @require_safe
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """GET /metrics for Prometheus; needs `Authorization: Bearer <METRICS_TOKEN>` if set."""
+    """GET /metrics for Prometheus: needs `Authorization: Bearer <METRICS_TOKEN>`; without a
+    token configured it answers only with DEBUG on or METRICS_PUBLIC=1 (tenant names and
+    load are not for everyone)."""
+    if not settings.METRICS_TOKEN and not (settings.DEBUG or settings.METRICS_PUBLIC):
+        return _refused(
+            403,
+            "metrics_not_configured",
+            "Metrics are served only with a token: the operator sets METRICS_TOKEN "
+            "(or METRICS_PUBLIC=1 to serve them without one).",
+        )
     if token := settings.METRICS_TOKEN:
         scheme, _, supplied = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not supplied:
-            return _unauthorized(
-                "authentication_required", "Send 'Authorization: Bearer <metrics token>'."
+            return _refused(
+                401, "authentication_required", "Send 'Authorization: Bearer <metrics token>'."
             )
         if not hmac.compare_digest(supplied.strip().encode(), token.encode()):
-            return _unauthorized("invalid_metrics_token", "Wrong metrics token.")
+            return _refused(401, "invalid_metrics_token", "Wrong metrics token.")
     return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)

@@ -1,7 +1,8 @@
 """BeamClaw settings, read from the environment (12-factor): one module for every machine.
 
-Every knob has a development default so `make run` works on a fresh clone; production
-sets DATABASE_URL, REDIS_URL, SECRET_KEY, DEBUG=0 and ALLOWED_HOSTS.
+DEBUG is off unless DEBUG=1 (`make run` and the tests set it). With DEBUG off the platform
+refuses to start without SECRET_KEY and FERNET_KEYS; production also sets DATABASE_URL,
+REDIS_URL, ALLOWED_HOSTS and METRICS_TOKEN.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sys
-import warnings
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -46,27 +45,38 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", True)
+DEBUG = env_bool("DEBUG", False)
+
+
+def refuse_to_start(problem: str) -> None:
+    """Stop the process with one line saying what to set (no traceback: it is not a bug)."""
+    raise SystemExit(f"BeamClaw will not start: {problem}")
+
+
+def _production_secrets_missing() -> list[str]:
+    present = {
+        "SECRET_KEY": bool(os.environ.get("SECRET_KEY", "").strip()),
+        "FERNET_KEYS": bool(env_list("FERNET_KEYS", [])),  # " , " lists no key
+    }
+    return [name for name, given in present.items() if not given]
+
+
+if not DEBUG and (missing := _production_secrets_missing()):
+    refuse_to_start(
+        f"DEBUG is off and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
+        "set. Set SECRET_KEY to a long random string and FERNET_KEYS to one or more Fernet "
+        "keys (comma-separated, newest first), or set DEBUG=1 on a development machine."
+    )
 
 
 def _secret_key() -> str:
-    """SECRET_KEY from the environment, else a dev key generated once and kept in var/."""
+    """SECRET_KEY from the environment, else (DEBUG only) a dev key generated once in var/."""
     if key := os.environ.get("SECRET_KEY"):
         return key
     path = VAR_DIR / "secret_key"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
-    if not DEBUG:
-        warnings.warn(
-            "SECRET_KEY is not set while DEBUG is off: using a generated development key "
-            f"from {path}. Set SECRET_KEY in production.",
-            stacklevel=1,
-        )
-        print(
-            "WARNING: SECRET_KEY is not set and DEBUG is off; using a generated dev key.",
-            file=sys.stderr,
-        )
     return path.read_text().strip()
 
 
@@ -83,6 +93,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here: docs work offline
     "django_celery_beat",
     "beamclaw",
     "tenants",
@@ -93,6 +104,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "beamclaw.api.errors.json_errors_middleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -189,7 +201,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["tenants.auth.IsTenant"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["beamclaw.api.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "beamclaw.api.pagination.CursorPagination",
     "DEFAULT_SCHEMA_CLASS": "beamclaw.api.schema.AutoSchemaWithErrors",
     "EXCEPTION_HANDLER": "beamclaw.api.errors.exception_handler",
@@ -212,14 +224,37 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64"}},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Swagger UI would otherwise send the schema to validator.swagger.io for a badge.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "ENUM_NAME_OVERRIDES": {"QueueModeEnum": "agents.models.QueueMode"},
 }
 
 # --- Runtime --------------------------------------------------------------------------
 
-# Fernet key(s) for secrets at rest (provider credentials, channel tokens). Derived from
-# SECRET_KEY when unset; set FERNET_KEYS (comma-separated, newest first) in production.
+# Fernet key(s) for secrets at rest (provider credentials, channel tokens), comma-separated,
+# newest first. Required when DEBUG is off; with DEBUG on, derived from SECRET_KEY if unset.
 FERNET_KEYS = env_list("FERNET_KEYS", [])
+
+
+def _check_fernet_keys(keys: list[str]) -> None:
+    from cryptography.fernet import Fernet
+
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            refuse_to_start(
+                f"FERNET_KEYS entry {position} is not a Fernet key (32 url-safe base64-encoded "
+                "bytes). Make one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
+            )
+
+
+_check_fernet_keys(FERNET_KEYS)
+
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
@@ -229,6 +264,12 @@ PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 3)
 PROVIDER_BACKOFF_BASE = env_float("PROVIDER_BACKOFF_BASE", 0.5)
 
 MESSAGE_MAX_BYTES = env_int("MESSAGE_MAX_BYTES", 100_000)
+# Request bodies larger than this are refused with 413 before they are parsed (Django's own
+# limit, which the API's JSON parser and the webhooks both honour).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
+# JSON nested deeper than this is refused with 400 (deep nesting only ever comes from abuse,
+# and would exhaust the interpreter's stack wherever the data is walked later).
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64)
 TURN_LEASE_SECONDS = env_float("TURN_LEASE_SECONDS", 30.0)
 TURN_LEASE_RENEW_SECONDS = env_float("TURN_LEASE_RENEW_SECONDS", 10.0)
 # A turn found `running` by a new lease holder more often than this was killing its
@@ -329,9 +370,11 @@ PROMETHEUS_MULTIPROC_DIR = BASE_DIR / (
 )
 PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
-# GET /metrics is an operator endpoint: firewall it, or set this to require
-# `Authorization: Bearer <METRICS_TOKEN>` (what Prometheus sends with `authorization:`).
+# GET /metrics is an operator endpoint: it requires `Authorization: Bearer <METRICS_TOKEN>`
+# (what Prometheus sends with `authorization:`). Without a token it is refused unless DEBUG
+# is on or the operator serves it to anyone on purpose (METRICS_PUBLIC=1, behind a firewall).
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", False)
 
 # Channels (agents/channels): the Slack and Discord Web API roots are settings so tests and
 # staging can point them at a fake. A reply that fails with 429/5xx is retried with

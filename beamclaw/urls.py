@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from beamclaw import health, metrics
+from beamclaw.api.index import ApiIndexView
 from beamclaw.api.ops import CapacityView, WorkerListView, workers_admin_view
 
 urlpatterns = [
@@ -13,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/v1/", ApiIndexView.as_view(), name="api-index"),
     path("api/v1/ops/workers", WorkerListView.as_view(), name="ops-workers"),
     path("api/v1/ops/capacity", CapacityView.as_view(), name="ops-capacity"),
     path("api/v1/", include("tenants.api.urls")),

@@ -140,6 +140,7 @@ class Platform:
         redis_url: str,
         broker_url: str,
         secret_key: str,
+        fernet_keys: list[str],
         log_dir: Path,
         say: Callable[[str], None],
     ):
@@ -156,7 +157,9 @@ class Platform:
             CELERY_RESULT_BACKEND=redis_url,
             CELERY_TASK_EVENTS="0",  # as in production without Flower: events skew it
             DEBUG="0",  # DEBUG keeps every query in memory
-            SECRET_KEY=secret_key,  # same key: credentials are encrypted with it
+            # Same keys: credentials are encrypted with them. With DEBUG off both must be set.
+            SECRET_KEY=secret_key,
+            FERNET_KEYS=",".join(fernet_keys),
             LOG_LEVEL="WARNING",
             # The per-API-key HTTP throttle is a tenant limit too: not what we measure.
             API_RATE_LIMIT="100000000/min",

@@ -23,6 +23,7 @@ from django.db import connection
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
+from beamclaw import crypto
 from beamclaw.celery import app as celery_app
 from beamclaw.celery import broker_settings, is_amqp, tenant_queue
 from tenants.models import Tenant
@@ -247,6 +248,7 @@ def run(scenarios: list[str], options: Options) -> int:
                     redis_url=redis_url,
                     broker_url=broker_url,
                     secret_key=settings.SECRET_KEY,
+                    fernet_keys=crypto.active_keys(),
                     log_dir=log_dir,
                     say=say,
                 )

@@ -280,7 +280,10 @@ def describe_test_database() -> str:
 
 
 def child_env(redis_url: str, **extra: str) -> dict[str, str]:
-    return dict(os.environ, REDIS_URL=redis_url, PYTHONUNBUFFERED="1", **extra)
+    # DEBUG is off unless asked for, and then settings insist on SECRET_KEY and FERNET_KEYS;
+    # on a development machine it is on, with a generated key in var/.
+    debug = os.environ.get("DEBUG") or "1"
+    return dict(os.environ, REDIS_URL=redis_url, DEBUG=debug, PYTHONUNBUFFERED="1", **extra)
 
 
 def reset_metrics(directory: Path) -> None:
@@ -375,7 +378,8 @@ def banner(*, port: int, flower_port: int, redis_url: str, private: PrivateRedis
     base = f"http://127.0.0.1:{port}"
     redis_note = f"private redis-server, data in {relative(REDIS_DIR)}/" if private else "yours"
     agent = f'"{demo["agent"]}" ({demo["provider"]}/{demo["model"]})'
-    chat_env = f"REDIS_URL={redis_url} " if private else ""
+    # What `make run` gives its processes: DEBUG on (its dev key), and its private Redis.
+    chat_env = "DEBUG=1 " + (f"REDIS_URL={redis_url} " if private else "")
     session = f"agent:{demo['agent']}:main"
     rule = "=" * 78
     lines = [

@@ -33,6 +33,12 @@ def value(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+@pytest.fixture(autouse=True)
+def _metrics_served_without_a_token(settings):
+    """What an operator opts into behind a firewall (the token tests set one)."""
+    settings.METRICS_PUBLIC = True
+
+
 @pytest.fixture
 def tenant():
     return TenantFixture(f"m-{uuid.uuid4().hex[:10]}").tenant
@@ -206,3 +212,23 @@ def test_a_workers_metrics_are_served_by_this_process(model):
         turn.output_tokens
     )
     assert value(text, "beamclaw_turns_running", tenant=slug) == 0
+
+
+def test_without_a_token_metrics_are_refused_unless_debug_or_served_to_anyone(settings):
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_PUBLIC = False
+    settings.DEBUG = False
+
+    refused = Client().get("/metrics")
+
+    assert refused.status_code == 403
+    error = refused.json()["error"]
+    assert error["code"] == "metrics_not_configured"
+    assert "METRICS_TOKEN" in error["message"]
+    assert b"beamclaw_" not in refused.content
+
+    settings.METRICS_PUBLIC = True
+    scrape()  # 200, in the Prometheus text format
+    settings.METRICS_PUBLIC = False
+    settings.DEBUG = True
+    scrape()

@@ -1,3 +1,7 @@
+import re
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
 import pytest
 from django.core.management import call_command
 from django.test import Client
@@ -123,3 +127,37 @@ def test_event_streams_document_each_event_and_its_data():
         for ref in events.values():
             assert ref["$ref"].rsplit("/", 1)[1] in schema["components"]["schemas"]
         assert "429" in responses  # too_many_streams
+
+
+class _Assets(HTMLParser):
+    """The addresses a page loads: src= and href= of its tags."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.urls += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+def test_the_docs_load_everything_from_this_server_so_they_work_offline(settings, tmp_path):
+    # As `make run` and the image serve them: collected, then served by whitenoise.
+    settings.STATIC_ROOT = tmp_path
+    call_command("collectstatic", "--noinput", "--verbosity", "0")
+    client = Client()  # a new handler: whitenoise reads STATIC_ROOT when it starts
+
+    page = client.get("/api/docs/")
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    parser = _Assets()
+    parser.feed(html)
+    assert parser.urls, html
+    assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}", html, re.IGNORECASE), html
+    for url in parser.urls:
+        assert urlsplit(url).netloc == "" and url.startswith("/"), url
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert b"".join(asset.streaming_content if asset.streaming else [asset.content])
+    scripts = [url for url in parser.urls if url.endswith(".js")]
+    assert any("swagger-ui-bundle" in url for url in scripts), scripts

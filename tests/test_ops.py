@@ -66,7 +66,7 @@ def test_the_admin_lists_the_workers_for_staff(worker, staff):
     assert page.status_code == 200
 
 
-def test_tenants_and_anonymous_callers_cannot_list_workers(acme):
+def test_tenants_and_anonymous_callers_cannot_list_workers_and_are_told_why(acme):
     get_user_model().objects.create_user("someone", password="not-staff-1")
 
     anonymous = Client().get(OPS_WORKERS)
@@ -76,9 +76,13 @@ def test_tenants_and_anonymous_callers_cannot_list_workers(acme):
 
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "not_authenticated"
-    assert tenant_key.status_code == 401  # an API key is a tenant's, never an operator's
-    assert not_staff.status_code == 403
-    assert not_staff.json()["error"]["code"] == "permission_denied"
+    # An API key is a tenant's, never an operator's: it is refused as such, not as missing.
+    for refused in (tenant_key, not_staff):
+        assert refused.status_code == 403, refused.content
+        error = refused.json()["error"]
+        assert error["code"] == "staff_only"
+        assert "staff" in error["message"]
+        assert "credentials were not provided" not in error["message"]
     assert wrong_password.status_code == 401
     assert wrong_password.json()["error"]["code"] == "authentication_failed"
 

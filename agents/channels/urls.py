@@ -5,9 +5,9 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
-    path("slack/<str:binding_id>/events", views.slack_events, name="slack-events"),
+    path("slack/<id:binding_id>/events", views.slack_events, name="slack-events"),
     path(
-        "discord/<str:binding_id>/interactions",
+        "discord/<id:binding_id>/interactions",
         views.discord_interactions,
         name="discord-interactions",
     ),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
@@ -27,11 +29,9 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse(error_body(code, message), status=status)
 
 
-def _binding(binding_id: str, kind: str) -> ChannelBinding | None:
-    if not binding_id.isdigit():
-        return None
+def _binding(binding_id: int, kind: str) -> ChannelBinding | None:
     return (
-        ChannelBinding.objects.filter(pk=int(binding_id), kind=kind)
+        ChannelBinding.objects.filter(pk=binding_id, kind=kind)
         .select_related("tenant", "agent")
         .first()
     )
@@ -40,9 +40,23 @@ def _binding(binding_id: str, kind: str) -> ChannelBinding | None:
 def _json_object(body: bytes) -> dict | None:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # too deep: not a real event
         return None
     return payload if isinstance(payload, dict) else None
+
+
+def _raw_body(request: HttpRequest) -> bytes | None:
+    """The exact bytes the signature covers; None for a body over Django's limit, which is
+    refused unread (a signature cannot be checked without reading it)."""
+    try:
+        return request.body
+    except RequestDataTooBig:
+        return None
+
+
+def _too_large() -> JsonResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return _error(413, "request_too_large", f"The request body is larger than {limit} bytes.")
 
 
 def _signed_headers(request: HttpRequest, timestamp: str, signature: str) -> tuple[str, str]:
@@ -56,11 +70,12 @@ def _signed_headers(request: HttpRequest, timestamp: str, signature: str) -> tup
 
 
 @csrf_exempt
-def slack_events(request: HttpRequest, binding_id: str) -> JsonResponse:
+def slack_events(request: HttpRequest, binding_id: int) -> JsonResponse:
     """Slack Events API request URL: `url_verification`, app mentions, direct messages."""
     if request.method != "POST":
         return _error(405, "method_not_allowed", "Slack sends events with POST.")
-    body = request.body
+    if (body := _raw_body(request)) is None:
+        return _too_large()
     try:
         timestamp, signature = _signed_headers(
             request, "X-Slack-Request-Timestamp", "X-Slack-Signature"
@@ -94,11 +109,12 @@ def slack_events(request: HttpRequest, binding_id: str) -> JsonResponse:
 
 
 @csrf_exempt
-def discord_interactions(request: HttpRequest, binding_id: str) -> JsonResponse:
+def discord_interactions(request: HttpRequest, binding_id: int) -> JsonResponse:
     """Discord Interactions Endpoint URL: PING, and slash commands (answered deferred)."""
     if request.method != "POST":
         return _error(405, "method_not_allowed", "Discord sends interactions with POST.")
-    body = request.body
+    if (body := _raw_body(request)) is None:
+        return _too_large()
     try:
         timestamp, signature = _signed_headers(
             request, "X-Signature-Timestamp", "X-Signature-Ed25519"

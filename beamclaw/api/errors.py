@@ -7,9 +7,13 @@ client can always branch on `error.code`.
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, JsonResponse
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from psycopg_pool import PoolTimeout
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -80,11 +84,30 @@ def _out_of_database_connections(exc: BaseException) -> bool:
     return False
 
 
+def request_too_large() -> ApiError:
+    return ApiError(
+        "request_too_large",
+        f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+        status=413,
+    )
+
+
+def internal_error_body() -> tuple[dict, str]:
+    """The answer to a bug, and the reference that ties it to the logged traceback."""
+    reference = uuid.uuid4().hex[:16]
+    message = f"Something went wrong on our side; quote reference {reference} if you report it."
+    return error_body("internal_error", message, {"reference": reference}), reference
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = request_too_large()
+    elif isinstance(exc, SuspiciousOperation):
+        exc = ApiError("bad_request", "The request was refused as malformed.", status=400)
 
     if _out_of_database_connections(exc):
         # Overload, not a bug and not the client's fault: say so, and when to come back.
@@ -96,11 +119,13 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         )
     if not isinstance(exc, exceptions.APIException):
         # A bug, not the client's fault: log it and answer without internals.
-        log.exception("unhandled error in %s", context.get("view").__class__.__name__)
-        return Response(
-            error_body("internal_error", "Something went wrong on our side."),
-            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
-        )
+        body, reference = internal_error_body()
+        view = context.get("view").__class__.__name__
+        path = getattr(context.get("request"), "path", "")
+        log.exception("unhandled error in %s at %s (reference %s)", view, path, reference)
+        response = Response(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+        response._has_been_logged = True  # Django would log it again, without the reference
+        return response
 
     code, message = _code_and_message(exc)
     details: dict = {}
@@ -121,19 +146,50 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     return Response(error_body(code, message, details), status=exc.status_code, headers=headers)
 
 
-def not_found(request, exception=None) -> JsonResponse:
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return JsonResponse(error_body("not_found", "No such resource."), status=404)
 
 
-def server_error(request) -> JsonResponse:
-    return JsonResponse(
-        error_body("internal_error", "Something went wrong on our side."), status=500
-    )
+def json_errors_middleware(get_response: Callable[[HttpRequest], HttpResponse]):
+    """404 and 405 in the one JSON shape wherever they come from: Django's own 404 page
+    (HTML; with DEBUG on it lists every URL pattern) and the empty 405 of `require_GET`.
+    Sits outside CommonMiddleware, which may first turn a 404 into a redirect to the
+    address with a slash."""
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        response = get_response(request)
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        if response.status_code == 404:
+            return not_found(request)
+        if response.status_code == 405:
+            allowed = response.get("Allow", "")
+            replacement = JsonResponse(
+                error_body("method_not_allowed", f"Allowed methods: {allowed or 'none'}."),
+                status=405,
+            )
+            replacement["Allow"] = allowed
+            return replacement
+        return response
+
+    return middleware
 
 
-def bad_request(request, exception=None) -> JsonResponse:
+def server_error(request: HttpRequest) -> JsonResponse:
+    """Django's 500 handler (views outside DRF), called while the exception is handled."""
+    body, reference = internal_error_body()
+    log.exception("unhandled error at %s (reference %s)", request.path, reference)
+    response = JsonResponse(body, status=500)
+    response._has_been_logged = True  # Django would log the traceback again, without it
+    return response
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    if isinstance(exception, RequestDataTooBig):
+        error = request_too_large()
+        return JsonResponse(error_body(error.error_code, str(error.detail)), status=413)
     return JsonResponse(error_body("bad_request", "Bad request."), status=400)
 
 
-def permission_denied(request, exception=None) -> JsonResponse:
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return JsonResponse(error_body("permission_denied", "Permission denied."), status=403)

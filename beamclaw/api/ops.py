@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
-from rest_framework.authentication import BasicAuthentication, SessionAuthentication
-from rest_framework.permissions import IsAdminUser
+from rest_framework import exceptions, serializers
+from rest_framework.authentication import (
+    BasicAuthentication,
+    SessionAuthentication,
+    get_authorization_header,
+)
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -68,10 +73,28 @@ class ThrottledBasicScheme(BasicScheme):
     target_class = "beamclaw.api.ops.ThrottledBasicAuthentication"
 
 
+class IsStaff(BasePermission):
+    """Staff users only. Anyone signed in who is not staff, or a caller with a tenant API key
+    (`Bearer`), is told so with 403 `staff_only`: asking them to authenticate (401) would
+    suggest that their key is wrong, not that no tenant key opens these endpoints."""
+
+    message = "Operator endpoints are for the platform's staff; a tenant API key cannot use them."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        if user is not None and user.is_authenticated and user.is_staff:
+            return True
+        signed_in = user is not None and user.is_authenticated
+        scheme = get_authorization_header(request).split(b" ", 1)[0].lower()
+        if signed_in or scheme == b"bearer":
+            raise exceptions.PermissionDenied(self.message, code="staff_only")
+        return False  # anonymous: 401 with the Basic challenge
+
+
 class StaffOnly:
     # Basic first: an anonymous caller gets 401 with a WWW-Authenticate challenge.
     authentication_classes = [ThrottledBasicAuthentication, SessionAuthentication]
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsStaff]
     throttle_classes: list = []
 
 

@@ -133,6 +133,7 @@ def test_turns_parked_by_their_tenants_limits_are_not_runnable(model, settings):
 @pytest.mark.django_db
 def test_operators_read_the_signal_as_json_and_at_metrics(acme, agent, settings):
     settings.CAPACITY_DEFAULT_SERVICE_SECONDS = 1  # no turn has finished yet
+    settings.METRICS_PUBLIC = True
     _turns(acme.tenant, agent, 30, TurnStatus.QUEUED, age=20)
     get_user_model().objects.create_user("ops", password="ops-pass-1", is_staff=True)
     auth = base64.b64encode(b"ops:ops-pass-1").decode()
