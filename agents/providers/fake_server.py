@@ -55,6 +55,8 @@ class Rule:
     latency: float | None
     times: int | None
     stream_chunk_delay: float | None
+    keepalive_every: float | None = None
+    keepalive_for: float = 30.0
 
     def matches(self, record: Record) -> bool:
         if self.match is None:
@@ -150,6 +152,8 @@ class FakeModelServer:
         latency: float | None = None,
         times: int | None = None,
         stream_chunk_delay: float | None = None,
+        keepalive_every: float | None = None,
+        keepalive_for: float = 30.0,
     ) -> FakeModelServer:
         """Add a rule; the first rule (in order added) that matches a request answers it.
 
@@ -158,11 +162,23 @@ class FakeModelServer:
         record, or None for every request. `tool_calls`: [{"name", "arguments": dict or
         raw str, "id"?}]. `status` / `body` answer with an error in the request's format
         or with raw bytes. `times`: use the rule n times, then drop it (None = forever).
+        `keepalive_every`: open an event stream and send only keep-alive comments, one
+        every so many seconds, for `keepalive_for` seconds, then end it unanswered.
         """
         if isinstance(match, str):
             match = re.compile(match, re.IGNORECASE)
         rule = Rule(
-            match, reply, tool_calls, status, headers, body, latency, times, stream_chunk_delay
+            match,
+            reply,
+            tool_calls,
+            status,
+            headers,
+            body,
+            latency,
+            times,
+            stream_chunk_delay,
+            keepalive_every,
+            keepalive_for,
         )
         with self._lock:
             self._rules.append(rule)
@@ -279,6 +295,11 @@ class FakeModelServer:
         number: int,
     ) -> int:
         extra = dict(rule.headers or {}) if rule else {}
+        if rule and rule.keepalive_every:
+            _send_keepalives(
+                handler, rule.keepalive_every, rule.keepalive_for, extra, self._stopping
+            )
+            return 200
         if rule and rule.body is not None:
             raw = rule.body.encode() if isinstance(rule.body, str) else rule.body
             extra.setdefault("Content-Type", "application/json")
@@ -576,6 +597,28 @@ def _send_stream(
         frame = (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
         raw = frame.encode()
         handler.wfile.write(b"%x\r\n%s\r\n" % (len(raw), raw))
+    handler.wfile.write(b"0\r\n\r\n")
+
+
+def _send_keepalives(
+    handler: _Handler,
+    every: float,
+    duration: float,
+    headers: dict[str, str],
+    stopping: threading.Event,
+) -> None:
+    handler.send_response(200)
+    for name, value in {"Content-Type": "text/event-stream", **headers}.items():
+        handler.send_header(name, value)
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    frame = b": keep-alive\n\n"
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        handler.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+        handler.wfile.flush()
+        if stopping.wait(every):
+            return
     handler.wfile.write(b"0\r\n\r\n")
 
 
