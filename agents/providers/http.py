@@ -146,7 +146,7 @@ def post(
             if parse_stream is not None and not content_type.startswith("application/json"):
                 if content_type and "event-stream" not in content_type:
                     raise ValueError(f"expected an event stream, got {content_type}")
-                result = parse_stream(iter_sse(answer.lines()), emit)
+                result = parse_stream(iter_sse(answer.lines(), provider.name), emit)
             else:
                 result = parse(_json_object(answer.read()))
     except _CallbackFailed as exc:
@@ -302,7 +302,7 @@ def _log_failure(provider: Provider, error: ProviderError) -> None:
     log.warning("%s call failed: %s %s", provider.name, error.code, detail or error.message)
 
 
-def iter_sse(lines: Iterable[str]) -> SseEvents:
+def iter_sse(lines: Iterable[str], provider: str = "provider") -> SseEvents:
     """Yield (event name, JSON data) per server-sent event; stop at `[DONE]`.
 
     An event carrying an `error` object (both OpenAI and Anthropic send one mid-stream)
@@ -326,7 +326,7 @@ def iter_sse(lines: Iterable[str]) -> SseEvents:
                 return
             payload = _json_object(text)
             if isinstance(payload.get("error"), dict):
-                raise error_from_stream(payload["error"])
+                raise error_from_stream(payload["error"], provider)
             yield event, payload
         event, data = "", []
 

@@ -236,7 +236,7 @@ def test_nothing_the_remote_side_wrote_reaches_the_error_message(kind, server, r
 
     assert failure.value.code.startswith("provider_")
     assert "db-7" not in failure.value.message and "sk-live" not in failure.value.message
-    assert len(failure.value.message) < 80
+    assert failure.value.message.startswith(f"{kind} ") and len(failure.value.message) < 80
 
 
 # -- a tenant's base URL ---------------------------------------------------------------
