@@ -27,6 +27,10 @@ class AddressRefused(Exception):
     """The URL may not be requested; the message says why, for the tenant to read."""
 
 
+class UnresolvableHost(AddressRefused):
+    """The host has no address now (which may pass: DNS can fail for a while)."""
+
+
 @dataclass(frozen=True)
 class Target:
     """One way to send a request for a URL: to this URL (host replaced by a checked
@@ -81,7 +85,7 @@ def resolve(host: str) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise AddressRefused(f"cannot resolve host {host!r}: {exc}") from None
+        raise UnresolvableHost(f"cannot resolve host {host!r}: {exc}") from None
     # The scope of a link-local IPv6 address ("%eth0") is dropped; such addresses are
     # refused anyway.
     return list(dict.fromkeys(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos))

@@ -33,7 +33,13 @@ from agents.providers.base import (
     ProviderError,
     ProviderResponse,
 )
-from beamclaw.outbound import AddressRefused, Target, UnsupportedEncoding, iter_body
+from beamclaw.outbound import (
+    AddressRefused,
+    Target,
+    UnresolvableHost,
+    UnsupportedEncoding,
+    iter_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +179,8 @@ def _targets(provider: Provider, url: str) -> list[Target]:
         return [Target(httpx.URL(url))]
     try:
         return provider.address_policy.targets(httpx.URL(url))
+    except UnresolvableHost as exc:  # DNS may be back by the next attempt
+        raise _error(PROVIDER_UNAVAILABLE, provider.name, detail=str(exc), retryable=True) from None
     except AddressRefused as exc:
         raise ProviderError(
             PROVIDER_URL_REFUSED, f"{provider.name} base URL refused: {exc}."

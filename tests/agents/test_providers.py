@@ -266,6 +266,24 @@ def test_a_tenant_base_url_by_name_is_called_at_its_checked_address(kind, server
     assert server.requests[0]["headers"]["host"] == f"localhost:{server.port}"
 
 
+def test_a_tenant_host_that_does_not_resolve_is_unavailable_and_retried(kind):
+    sleeps: list[float] = []
+    provider = get_provider(
+        kind,
+        api_key="k",
+        base_url="http://no-such-host.invalid/v1",
+        address_policy=AddressPolicy(allow_private=True),
+        retry=RetryPolicy(max_retries=2),
+        sleep=sleeps.append,
+    )
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi"))
+
+    assert failure.value.code == "provider_unavailable"
+    assert len(sleeps) == 2  # DNS may be back by the next attempt
+
+
 # -- deadlines and size ----------------------------------------------------------------
 
 
