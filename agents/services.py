@@ -6,6 +6,7 @@ import contextlib
 import re
 from dataclasses import dataclass
 
+import httpx
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -13,6 +14,7 @@ from redis.exceptions import RedisError
 
 from beamclaw.api.errors import ApiError
 from beamclaw.crypto import encrypt
+from beamclaw.outbound import AddressRefused
 from beamclaw.redis import get_redis
 from beamclaw.telemetry import emit
 from tenants.models import Tenant
@@ -30,6 +32,7 @@ from .models import (
 )
 from .runtime import events
 from .runtime.dispatch import dispatch_turn
+from .runtime.provider import tenant_base_url_policy
 from .runtime.signals import cancel_key
 from .runtime.subagents import wake_parent
 
@@ -287,6 +290,24 @@ def delete_agent(*, agent: Agent) -> None:
 def set_provider_credential(
     *, tenant: Tenant, provider: str, api_key: str = "", base_url: str = ""
 ) -> ProviderCredential:
+    """Store the tenant's key and base URL for a provider (replacing both).
+
+    A base URL of the tenant's own needs the tenant's own key (the platform's is only
+    sent to the platform's endpoint) and must pass the address check.
+    """
+    if base_url:
+        if not api_key:
+            raise ApiError(
+                "api_key_required",
+                "A base_url of your own needs an api_key of your own.",
+                details={"field": "api_key"},
+            )
+        try:
+            tenant_base_url_policy().targets(httpx.URL(base_url))
+        except (AddressRefused, httpx.InvalidURL) as exc:
+            raise ApiError(
+                "base_url_refused", f"base_url refused: {exc}.", details={"field": "base_url"}
+            )
     credential, _ = ProviderCredential.objects.update_or_create(
         tenant=tenant,
         provider=provider,

@@ -262,6 +262,14 @@ ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic
 PROVIDER_TIMEOUT = env_float("PROVIDER_TIMEOUT", 60.0)
 PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 3)
 PROVIDER_BACKOFF_BASE = env_float("PROVIDER_BACKOFF_BASE", 0.5)
+# PROVIDER_TIMEOUT bounds each network wait; a whole model call (retries included) ends
+# by PROVIDER_CALL_DEADLINE, and an answer (decoded) may be at most this many bytes: a
+# streamed 64k-token answer is about 15 MB of events.
+PROVIDER_CALL_DEADLINE = env_float("PROVIDER_CALL_DEADLINE", 300.0)
+PROVIDER_MAX_RESPONSE_BYTES = env_int("PROVIDER_MAX_RESPONSE_BYTES", 32_000_000)
+# Whether a tenant's own base URL may reach private, loopback and link-local addresses
+# (a model server on the operator's network); off, only public addresses.
+PROVIDER_BASE_URL_ALLOW_PRIVATE = env_bool("PROVIDER_BASE_URL_ALLOW_PRIVATE", False)
 
 MESSAGE_MAX_BYTES = env_int("MESSAGE_MAX_BYTES", 100_000)
 # Request bodies larger than this are refused with 413 before they are parsed (Django's own

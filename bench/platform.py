@@ -165,6 +165,7 @@ class Platform:
             API_RATE_LIMIT="100000000/min",
             PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
             PYTHONUNBUFFERED="1",
+            PROVIDER_BASE_URL_ALLOW_PRIVATE="1",  # the tenants' model is on loopback
         )
         self.model: Child | None = None
         self.model_latency: float | None = None

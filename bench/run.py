@@ -176,6 +176,7 @@ def bench_broker(given: str | None) -> RabbitBroker | None:
 def _point_platform_at(redis_url: str, broker_url: str) -> None:
     """This process talks to the run's Redis (also the result backend) and broker."""
     settings.REDIS_URL = redis_url
+    settings.PROVIDER_BASE_URL_ALLOW_PRIVATE = True  # the tenants' model is on loopback
     # Celery reads these from the environment before its configuration.
     os.environ.update(CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=redis_url)
     celery_app.conf.update(

@@ -92,6 +92,12 @@ def _fast_provider_retries(settings):
 
 
 @pytest.fixture(autouse=True)
+def _tenant_base_urls_may_be_loopback(settings):
+    """Tenants' model servers here are on loopback, which the operator must allow."""
+    settings.PROVIDER_BASE_URL_ALLOW_PRIVATE = True
+
+
+@pytest.fixture(autouse=True)
 def _forget_platform_keys():
     """Drop BeamClaw's own Redis keys after each test (ids repeat after a rollback).
 
@@ -109,8 +115,24 @@ def log_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="beamclaw-test-logs-"))
 
 
+PLATFORM_OPENAI_KEY = "sk-platform-only"
+
+
 @pytest.fixture(scope="session")
-def platform_env(django_db_setup, django_db_blocker, channel_api_server) -> dict[str, str]:
+def platform_model():
+    """The platform's own OpenAI-compatible endpoint (the workers' OPENAI_BASE_URL, with
+    PLATFORM_OPENAI_KEY), apart from the servers tenants point at."""
+    from agents.providers.fake_server import FakeModelServer
+
+    server = FakeModelServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def platform_env(
+    django_db_setup, django_db_blocker, channel_api_server, platform_model
+) -> dict[str, str]:
     """Environment for child processes: the test database and the test Redis."""
     with django_db_blocker.unblock():
         database_url = test_database_url()
@@ -131,6 +153,11 @@ def platform_env(django_db_setup, django_db_blocker, channel_api_server) -> dict
         SLACK_API_BASE_URL=channel_api_server.slack_url,
         DISCORD_API_BASE_URL=channel_api_server.discord_url,
         CHANNEL_DELIVERY_BACKOFF_BASE="0.2",
+    )
+    env.update(
+        OPENAI_API_KEY=PLATFORM_OPENAI_KEY,
+        OPENAI_BASE_URL=platform_model.url_openai,
+        PROVIDER_BASE_URL_ALLOW_PRIVATE="1",  # tenants' fake model servers are on loopback
     )
     return env
 

@@ -35,7 +35,11 @@ class AnthropicProvider(Provider):
     name = "anthropic"
 
     def complete_once(
-        self, request: ProviderRequest, *, on_delta: DeltaCallback | None = None
+        self,
+        request: ProviderRequest,
+        *,
+        on_delta: DeltaCallback | None = None,
+        deadline: float | None = None,
     ) -> ProviderResponse:
         base_url = (self.base_url or DEFAULT_BASE_URL).rstrip("/")
         headers = {"anthropic-version": API_VERSION}
@@ -49,6 +53,7 @@ class AnthropicProvider(Provider):
             on_delta=on_delta,
             parse=parse_message,
             parse_stream=parse_stream if request.stream else None,
+            deadline=deadline,
         )
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from beamclaw.outbound import AddressPolicy
+
 
 @dataclass
 class ToolCall:
@@ -67,7 +69,11 @@ class ProviderResponse:
 
 
 class ProviderError(Exception):
-    """A call that did not produce an answer; `code` is what the turn fails with."""
+    """A call that did not produce an answer; `code` is what the turn fails with.
+
+    `message` is ours and short: the tenant reads it. What the remote side said goes in
+    `detail`, for the operator's log only: a tenant's endpoint may answer anything.
+    """
 
     def __init__(
         self,
@@ -77,6 +83,7 @@ class ProviderError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
         status: int | None = None,
+        detail: str = "",
     ):
         super().__init__(message)
         self.code = code
@@ -84,6 +91,7 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        self.detail = detail
 
 
 # Stable failure codes a turn can end with because of its provider.
@@ -93,6 +101,15 @@ PROVIDER_RATE_LIMITED = "provider_rate_limited"
 PROVIDER_TIMEOUT = "provider_timeout"
 PROVIDER_BAD_REQUEST = "provider_bad_request"
 PROVIDER_BAD_RESPONSE = "provider_bad_response"
+PROVIDER_DEADLINE_EXCEEDED = "provider_deadline_exceeded"  # the whole call ran too long
+PROVIDER_RESPONSE_TOO_LARGE = "provider_response_too_large"
+PROVIDER_URL_REFUSED = "provider_url_refused"  # a tenant's base URL reaches a private address
+PROVIDER_KEY_REQUIRED = "provider_key_required"  # a tenant's base URL without the tenant's key
+
+# Defaults for a provider built without settings (tests, scripts); the runtime passes
+# PROVIDER_CALL_DEADLINE and PROVIDER_MAX_RESPONSE_BYTES.
+DEFAULT_CALL_TIMEOUT = 300.0
+DEFAULT_MAX_RESPONSE_BYTES = 32_000_000
 
 DeltaCallback = Callable[[str], None]
 
@@ -112,7 +129,13 @@ class RetryPolicy:
 
 
 class Provider(ABC):
-    """An adapter for one wire format. Instances are cheap; the HTTP client is shared."""
+    """An adapter for one wire format. Instances are cheap; the HTTP client is shared.
+
+    `timeout` bounds each network wait; `call_timeout` (seconds) bounds a whole call,
+    retries included, and `max_response_bytes` the size of one answer. With an
+    `address_policy` the base URL is a tenant's: it is checked (and pinned to the
+    checked address) on every attempt, since DNS can change between attempts.
+    """
 
     name: str = ""
 
@@ -125,6 +148,9 @@ class Provider(ABC):
         timeout: httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        address_policy: AddressPolicy | None = None,
     ):
         self.api_key = api_key
         self.base_url = base_url
@@ -132,6 +158,9 @@ class Provider(ABC):
         self.timeout = timeout or httpx.Timeout(60.0, connect=5.0)
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
+        self.call_timeout = call_timeout
+        self.max_response_bytes = max_response_bytes
+        self.address_policy = address_policy
 
     def complete(
         self,
@@ -139,29 +168,41 @@ class Provider(ABC):
         *,
         on_delta: DeltaCallback | None = None,
         before_attempt: Callable[[int], None] | None = None,
+        deadline: float | None = None,
     ) -> ProviderResponse:
         """Call the model, retrying 429/5xx/timeouts with backoff; raise ProviderError.
 
         `before_attempt(n)` runs before every attempt (the limiter hooks in there,
-        so a retry is checked like a first call).
+        so a retry is checked like a first call). The call ends by `call_timeout`, or by
+        `deadline` (a time.monotonic() value, e.g. the turn's) when that comes first.
         """
+        own_deadline = time.monotonic() + self.call_timeout
+        deadline = own_deadline if deadline is None else min(deadline, own_deadline)
         attempt = 0
         while True:
             attempt += 1
             if before_attempt is not None:
                 before_attempt(attempt)
             try:
-                response = self.complete_once(request, on_delta=on_delta)
+                response = self.complete_once(request, on_delta=on_delta, deadline=deadline)
             except ProviderError as exc:
                 if not exc.retryable or attempt > self.retry.max_retries:
                     raise
-                self.sleep(self.retry.delay(attempt, exc.retry_after))
+                delay = self.retry.delay(attempt, exc.retry_after)
+                if time.monotonic() + delay >= deadline:
+                    raise  # no time left for another attempt
+                self.sleep(delay)
                 continue
             response.attempts = attempt
             return response
 
     @abstractmethod
     def complete_once(
-        self, request: ProviderRequest, *, on_delta: DeltaCallback | None = None
+        self,
+        request: ProviderRequest,
+        *,
+        on_delta: DeltaCallback | None = None,
+        deadline: float | None = None,
     ) -> ProviderResponse:
-        """One attempt, no retries. Map every failure to a ProviderError."""
+        """One attempt, no retries, done by `deadline` (time.monotonic(); None: now plus
+        `call_timeout`). Map every failure to a ProviderError."""

@@ -59,6 +59,8 @@ class Rule:
     times: int | None
     stream_chunk_delay: float | None
     hold: threading.Event | None = None
+    keepalive_every: float | None = None
+    keepalive_for: float = 30.0
 
     def matches(self, record: Record) -> bool:
         if self.match is None:
@@ -155,6 +157,8 @@ class FakeModelServer:
         times: int | None = None,
         stream_chunk_delay: float | None = None,
         hold: threading.Event | None = None,
+        keepalive_every: float | None = None,
+        keepalive_for: float = 30.0,
     ) -> FakeModelServer:
         """Add a rule; the first rule (in order added) that matches a request answers it.
 
@@ -166,6 +170,8 @@ class FakeModelServer:
         `hold`: a streamed answer stops right after its first piece of text (an answer
         without text, or not streamed, before it is sent) until the event is set; the
         request's record says `"held": True` meanwhile. reset() and stop() release it.
+        `keepalive_every`: open an event stream and send only keep-alive comments, one
+        every so many seconds, for `keepalive_for` seconds, then end it unanswered.
         """
         if isinstance(match, str):
             match = re.compile(match, re.IGNORECASE)
@@ -180,6 +186,8 @@ class FakeModelServer:
             times,
             stream_chunk_delay,
             hold,
+            keepalive_every,
+            keepalive_for,
         )
         with self._lock:
             self._rules.append(rule)
@@ -300,6 +308,11 @@ class FakeModelServer:
         number: int,
     ) -> int:
         extra = dict(rule.headers or {}) if rule else {}
+        if rule and rule.keepalive_every:
+            _send_keepalives(
+                handler, rule.keepalive_every, rule.keepalive_for, extra, self._stopping
+            )
+            return 200
         if rule and rule.body is not None:
             raw = rule.body.encode() if isinstance(rule.body, str) else rule.body
             extra.setdefault("Content-Type", "application/json")
@@ -631,6 +644,28 @@ def _carries_text(data: dict | str) -> bool:
     if data.get("object") == "chat.completion.chunk":
         return any((c.get("delta") or {}).get("content") for c in data.get("choices") or [])
     return (data.get("delta") or {}).get("type") == "text_delta"
+
+
+def _send_keepalives(
+    handler: _Handler,
+    every: float,
+    duration: float,
+    headers: dict[str, str],
+    stopping: threading.Event,
+) -> None:
+    handler.send_response(200)
+    for name, value in {"Content-Type": "text/event-stream", **headers}.items():
+        handler.send_header(name, value)
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    frame = b": keep-alive\n\n"
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        handler.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+        handler.wfile.flush()
+        if stopping.wait(every):
+            return
+    handler.wfile.write(b"0\r\n\r\n")
 
 
 class _Handler(BaseHTTPRequestHandler):

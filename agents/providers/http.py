@@ -4,10 +4,14 @@ and the single mapping from HTTP failures to ProviderError codes."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from itertools import chain
@@ -18,14 +22,26 @@ from agents.providers.base import (
     PROVIDER_AUTH_FAILED,
     PROVIDER_BAD_REQUEST,
     PROVIDER_BAD_RESPONSE,
+    PROVIDER_DEADLINE_EXCEEDED,
     PROVIDER_RATE_LIMITED,
+    PROVIDER_RESPONSE_TOO_LARGE,
     PROVIDER_TIMEOUT,
     PROVIDER_UNAVAILABLE,
+    PROVIDER_URL_REFUSED,
     DeltaCallback,
     Provider,
     ProviderError,
     ProviderResponse,
 )
+from beamclaw.outbound import (
+    AddressRefused,
+    Target,
+    UnresolvableHost,
+    UnsupportedEncoding,
+    iter_body,
+)
+
+log = logging.getLogger(__name__)
 
 SseEvents = Iterator[tuple[str, dict]]
 ParseJson = Callable[[dict], ProviderResponse]
@@ -68,6 +84,27 @@ class _CallbackFailed(Exception):
         self.original = original
 
 
+# What the tenant reads for each failure: ours, never the remote side's words.
+_SAYS = {
+    PROVIDER_AUTH_FAILED: "rejected the credentials",
+    PROVIDER_RATE_LIMITED: "is rate limiting requests",
+    PROVIDER_TIMEOUT: "timed out",
+    PROVIDER_UNAVAILABLE: "is unavailable",
+    PROVIDER_BAD_REQUEST: "refused the request",
+    PROVIDER_BAD_RESPONSE: "sent an answer that could not be read",
+}
+# Enough of an error body to log what went wrong; the rest is not read.
+ERROR_BODY_BYTES = 16 * 1024
+DETAIL_CHARS = 300
+
+
+def _error(
+    code: str, provider: str, *, status: int | None = None, detail: str = "", **kwargs
+) -> ProviderError:
+    message = f"{provider} {_SAYS[code]}" + (f" (HTTP {status})." if status else ".")
+    return ProviderError(code, message, status=status, detail=detail[:DETAIL_CHARS], **kwargs)
+
+
 def post(
     provider: Provider,
     url: str,
@@ -77,14 +114,19 @@ def post(
     on_delta: DeltaCallback | None,
     parse: ParseJson,
     parse_stream: ParseStream | None = None,
+    deadline: float | None = None,
 ) -> ProviderResponse:
     """POST `body` as JSON and parse the answer; every failure becomes a ProviderError.
 
     With `parse_stream` the answer is read as server-sent events and text fragments go to
     `on_delta`. A failure after a fragment went out is not retryable: a retry would send
-    the caller the same text twice.
+    the caller the same text twice. The answer is read by `deadline` and up to
+    `provider.max_response_bytes`, whatever the server sends meanwhile (keep-alives
+    included).
     """
     client = provider.http or get_http_client()
+    if deadline is None:
+        deadline = time.monotonic() + provider.call_timeout
     emitted = False
 
     def emit(text: str) -> None:
@@ -99,42 +141,183 @@ def post(
                 raise _CallbackFailed(exc)
 
     try:
-        with client.stream(
-            "POST", url, headers=headers, json=body, timeout=provider.timeout
-        ) as response:
+        targets = _targets(provider, url)
+        timeout = _timeout(provider.timeout, deadline)
+        with _open(client, targets, headers, body, timeout) as response:
+            answer = _Body(response, provider, deadline)
             if not response.is_success:
-                response.read()
-                raise error_from_response(response, provider.name)
+                raise error_from_response(response, provider.name, answer.head(ERROR_BODY_BYTES))
             content_type = response.headers.get("content-type", "")
             # Some servers ignore `stream: true` and answer with one JSON document.
             if parse_stream is not None and not content_type.startswith("application/json"):
                 if content_type and "event-stream" not in content_type:
                     raise ValueError(f"expected an event stream, got {content_type}")
-                result = parse_stream(iter_sse(response), emit)
+                result = parse_stream(iter_sse(answer.lines(), provider.name), emit)
             else:
-                response.read()
-                result = parse(_json_object(response.content))
+                result = parse(_json_object(answer.read()))
     except _CallbackFailed as exc:
         raise exc.original from None
     except ProviderError as exc:
         exc.retryable = exc.retryable and not emitted
+        _log_failure(provider, exc)
         raise
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, *_PARSE_ERRORS) as exc:
-        error = error_from_exception(exc, provider.name)
-        error.retryable = error.retryable and not emitted
+        if time.monotonic() >= deadline:  # a wait cut short to end by the deadline
+            error = _deadline_passed(provider)
+        else:
+            error = error_from_exception(exc, provider.name)
+            error.retryable = error.retryable and not emitted
+        _log_failure(provider, error)
         raise error from exc
     result.model = result.model or body.get("model", "")
     return result
 
 
-def iter_sse(response: httpx.Response) -> SseEvents:
+def _targets(provider: Provider, url: str) -> list[Target]:
+    """The operator's base URL is used as is; a tenant's is checked on every attempt."""
+    if provider.address_policy is None:
+        return [Target(httpx.URL(url))]
+    try:
+        return provider.address_policy.targets(httpx.URL(url))
+    except UnresolvableHost as exc:  # DNS may be back by the next attempt
+        raise _error(PROVIDER_UNAVAILABLE, provider.name, detail=str(exc), retryable=True) from None
+    except AddressRefused as exc:
+        raise ProviderError(
+            PROVIDER_URL_REFUSED, f"{provider.name} base URL refused: {exc}."
+        ) from None
+
+
+@contextmanager
+def _open(
+    client: httpx.Client,
+    targets: list[Target],
+    headers: dict[str, str],
+    body: dict,
+    timeout: httpx.Timeout,
+) -> Iterator[httpx.Response]:
+    """The response from the first target that accepts a connection."""
+    for number, target in enumerate(targets, 1):
+        request = client.build_request(
+            "POST",
+            target.url,
+            headers={**headers, **target.headers},
+            json=body,
+            timeout=timeout,
+            extensions=target.extensions,
+        )
+        try:
+            response = client.send(request, stream=True)
+        except httpx.ConnectError:
+            if number == len(targets):
+                raise
+            continue
+        try:
+            yield response
+        finally:
+            response.close()
+        return
+
+
+def _timeout(configured: httpx.Timeout, deadline: float) -> httpx.Timeout:
+    """The configured timeouts, none of them past the deadline: a server that goes quiet
+    near the deadline is given up on at the deadline."""
+    remaining = max(deadline - time.monotonic(), 0.001)
+
+    def capped(value: float | None) -> float:
+        return remaining if value is None else min(value, remaining)
+
+    return httpx.Timeout(
+        connect=capped(configured.connect),
+        read=capped(configured.read),
+        write=capped(configured.write),
+        pool=capped(configured.pool),
+    )
+
+
+class _Body:
+    """A response body read within the call's deadline and size cap.
+
+    httpx's timeouts are per network wait, so a server sending a keep-alive every second
+    would hold the call for ever; the deadline is checked on every piece that arrives.
+    """
+
+    def __init__(self, response: httpx.Response, provider: Provider, deadline: float):
+        self.response = response
+        self.provider = provider
+        self.deadline = deadline
+
+    def pieces(self, limit: int | None = None) -> Iterator[bytes]:
+        cap = self.provider.max_response_bytes
+        received = 0
+        try:
+            for piece in iter_body(self.response):
+                received += len(piece)
+                if limit is not None and received >= limit:
+                    yield piece[: len(piece) - (received - limit)]
+                    return
+                if received > cap:
+                    raise ProviderError(
+                        PROVIDER_RESPONSE_TOO_LARGE,
+                        f"{self.provider.name} sent an answer over {cap} bytes.",
+                    )
+                if time.monotonic() > self.deadline:
+                    raise _deadline_passed(self.provider)
+                yield piece
+        except UnsupportedEncoding as exc:
+            raise ValueError(str(exc)) from None
+
+    def read(self) -> bytes:
+        return b"".join(self.pieces())
+
+    def head(self, limit: int) -> bytes:
+        """At most `limit` bytes of the body (for an error's log line)."""
+        try:
+            return b"".join(self.pieces(limit))
+        except (ProviderError, httpx.HTTPError, ValueError):
+            return b""
+
+    def lines(self) -> Iterator[str]:
+        """The body's lines, split at CRLF, LF or CR as server-sent events are."""
+        line: list[bytes] = []
+        held = b""  # a CR at the end of a piece may be the first half of a CRLF
+        for piece in self.pieces():
+            piece, held = held + piece, b""
+            if piece.endswith(b"\r"):
+                piece, held = piece[:-1], b"\r"
+            first, *rest = _LINE_BREAK.split(piece)
+            line.append(first)
+            for part in rest:
+                yield b"".join(line).decode("utf-8", errors="replace")
+                line = [part]
+        if held or any(line):
+            yield b"".join(line).decode("utf-8", errors="replace")
+
+
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+
+
+def _deadline_passed(provider: Provider) -> ProviderError:
+    return ProviderError(
+        PROVIDER_DEADLINE_EXCEEDED, f"{provider.name} did not finish before the deadline."
+    )
+
+
+def _log_failure(provider: Provider, error: ProviderError) -> None:
+    detail = error.detail
+    key = provider.api_key
+    if key and detail:
+        detail = detail.replace(key, "[key]")  # some servers echo what they were sent
+    log.warning("%s call failed: %s %s", provider.name, error.code, detail or error.message)
+
+
+def iter_sse(lines: Iterable[str], provider: str = "provider") -> SseEvents:
     """Yield (event name, JSON data) per server-sent event; stop at `[DONE]`.
 
     An event carrying an `error` object (both OpenAI and Anthropic send one mid-stream)
     raises the matching ProviderError.
     """
     event, data = "", []
-    for line in chain(response.iter_lines(), [""]):  # "" flushes an unterminated last event
+    for line in chain(lines, [""]):  # "" flushes an unterminated last event
         if line.startswith(":"):  # comment / keepalive
             continue
         if line:
@@ -151,7 +334,7 @@ def iter_sse(response: httpx.Response) -> SseEvents:
                 return
             payload = _json_object(text)
             if isinstance(payload.get("error"), dict):
-                raise error_from_stream(payload["error"])
+                raise error_from_stream(payload["error"], provider)
             yield event, payload
         event, data = "", []
 
@@ -167,51 +350,62 @@ def error_from_exception(exc: Exception, provider: str = "provider") -> Provider
     """Map a transport or parsing exception to a ProviderError."""
     detail = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, httpx.TimeoutException):
-        return ProviderError(PROVIDER_TIMEOUT, f"{provider} timed out ({detail})", retryable=True)
+        return _error(PROVIDER_TIMEOUT, provider, detail=detail, retryable=True)
     if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError):
-        return ProviderError(
-            PROVIDER_UNAVAILABLE, f"{provider} unreachable ({detail})", retryable=True
-        )
+        return _error(PROVIDER_UNAVAILABLE, provider, detail=detail, retryable=True)
     if isinstance(exc, (httpx.DecodingError, *_PARSE_ERRORS)):
-        return ProviderError(PROVIDER_BAD_RESPONSE, f"{provider} sent a bad response ({detail})")
+        return _error(PROVIDER_BAD_RESPONSE, provider, detail=detail)
     # Misconfiguration (bad base URL, unsupported scheme): retrying cannot help.
-    return ProviderError(PROVIDER_UNAVAILABLE, f"{provider} request failed ({detail})")
+    return _error(PROVIDER_UNAVAILABLE, provider, detail=detail)
 
 
-def error_from_response(response: httpx.Response, provider: str = "provider") -> ProviderError:
-    """Map a non-2xx response to a ProviderError (status, Retry-After, error message)."""
+def error_from_response(
+    response: httpx.Response, provider: str = "provider", content: bytes = b""
+) -> ProviderError:
+    """Map a non-2xx response to a ProviderError (status, Retry-After; the body's error
+    message only as `detail`)."""
     status = response.status_code
-    message = f"{provider} answered HTTP {status}: {_error_message(response)}"
+    detail = _error_message(content)
     retry_after = parse_retry_after(response.headers)
     if status in (401, 403):
-        return ProviderError(PROVIDER_AUTH_FAILED, message, status=status)
+        return _error(PROVIDER_AUTH_FAILED, provider, status=status, detail=detail)
     if status == 429:
-        return ProviderError(
-            PROVIDER_RATE_LIMITED, message, retryable=True, retry_after=retry_after, status=status
+        return _error(
+            PROVIDER_RATE_LIMITED,
+            provider,
+            status=status,
+            detail=detail,
+            retryable=True,
+            retry_after=retry_after,
         )
     if status == 408:
-        return ProviderError(PROVIDER_TIMEOUT, message, retryable=True, status=status)
+        return _error(PROVIDER_TIMEOUT, provider, status=status, detail=detail, retryable=True)
     if status >= 500:  # includes Anthropic's 529 "overloaded"
-        return ProviderError(
-            PROVIDER_UNAVAILABLE, message, retryable=True, retry_after=retry_after, status=status
+        return _error(
+            PROVIDER_UNAVAILABLE,
+            provider,
+            status=status,
+            detail=detail,
+            retryable=True,
+            retry_after=retry_after,
         )
     if status >= 400:
-        return ProviderError(PROVIDER_BAD_REQUEST, message, status=status)
-    return ProviderError(PROVIDER_BAD_RESPONSE, message, status=status)
+        return _error(PROVIDER_BAD_REQUEST, provider, status=status, detail=detail)
+    return _error(PROVIDER_BAD_RESPONSE, provider, status=status, detail=detail)
 
 
-def error_from_stream(error: dict) -> ProviderError:
+def error_from_stream(error: dict, provider: str = "provider") -> ProviderError:
     """Map an error object sent inside a stream (HTTP status was already 200)."""
     kind = str(error.get("type") or error.get("code") or "")
-    message = f"stream error {kind}: {error.get('message', '')}"
+    detail = f"stream error {kind}: {error.get('message', '')}"
     if "rate_limit" in kind:
-        return ProviderError(PROVIDER_RATE_LIMITED, message, retryable=True)
+        return _error(PROVIDER_RATE_LIMITED, provider, detail=detail, retryable=True)
     if "authentication" in kind or "permission" in kind:
-        return ProviderError(PROVIDER_AUTH_FAILED, message)
+        return _error(PROVIDER_AUTH_FAILED, provider, detail=detail)
     if "invalid_request" in kind:
-        return ProviderError(PROVIDER_BAD_REQUEST, message)
+        return _error(PROVIDER_BAD_REQUEST, provider, detail=detail)
     # overloaded_error, api_error, server_error and anything unknown: the provider's fault.
-    return ProviderError(PROVIDER_UNAVAILABLE, message, retryable=True)
+    return _error(PROVIDER_UNAVAILABLE, provider, detail=detail, retryable=True)
 
 
 def parse_retry_after(headers: httpx.Headers) -> float | None:
@@ -242,10 +436,10 @@ def _finite(value: str | None) -> float | None:
     return number if number is not None and math.isfinite(number) else None
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(content: bytes) -> str:
     # Both OpenAI and Anthropic put the human message at error.message.
     try:
-        error = json.loads(response.content)["error"]
+        error = json.loads(content)["error"]
         return str(error["message"] if isinstance(error, dict) else error)
     except (ValueError, KeyError, TypeError):
-        return response.text[:200] or "(empty body)"
+        return content[:DETAIL_CHARS].decode("utf-8", errors="replace") or "(empty body)"

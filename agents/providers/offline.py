@@ -37,7 +37,11 @@ class OfflineProvider(Provider):
     name = "offline"
 
     def complete_once(
-        self, request: ProviderRequest, *, on_delta: DeltaCallback | None = None
+        self,
+        request: ProviderRequest,
+        *,
+        on_delta: DeltaCallback | None = None,
+        deadline: float | None = None,
     ) -> ProviderResponse:
         messages = request.messages
         offered = {tool.name for tool in request.tools}

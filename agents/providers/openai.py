@@ -26,7 +26,11 @@ class OpenAIProvider(Provider):
     name = "openai"
 
     def complete_once(
-        self, request: ProviderRequest, *, on_delta: DeltaCallback | None = None
+        self,
+        request: ProviderRequest,
+        *,
+        on_delta: DeltaCallback | None = None,
+        deadline: float | None = None,
     ) -> ProviderResponse:
         base_url = (self.base_url or DEFAULT_BASE_URL).rstrip("/")
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -38,6 +42,7 @@ class OpenAIProvider(Provider):
             on_delta=on_delta,
             parse=parse_completion,
             parse_stream=parse_stream if request.stream else None,
+            deadline=deadline,
         )
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 
 from django.conf import settings
@@ -241,9 +242,17 @@ def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> None:
         raise
     except LeaseLost:
         raise
-    except Exception as exc:
-        log.exception("turn %s crashed", turn.pk)
-        _finish(run, TurnStatus.FAILED, "internal_error", f"{exc.__class__.__name__}: {exc}")
+    except Exception:
+        # The exception's text may hold internals (SQL, paths, hosts): it goes to the log,
+        # and the tenant gets a reference to quote to the operator.
+        reference = uuid.uuid4().hex[:12]
+        log.exception("turn %s crashed (reference %s)", turn.pk, reference)
+        _finish(
+            run,
+            TurnStatus.FAILED,
+            "internal_error",
+            f"The turn failed on an internal error (reference {reference}).",
+        )
 
 
 def _usage(turn: Turn) -> dict:
@@ -292,11 +301,15 @@ def _check_boundary(run: TurnRun, *, hand_back: bool = True) -> None:
     if hand_back and draining.is_set():
         raise ParkTurn(0, "handed back by a worker shutting down")
     if time.monotonic() > run.deadline:
-        raise StopTurn(
-            TurnStatus.FAILED,
-            "turn_timeout",
-            f"The turn ran past its {run.turn.agent.turn_timeout_seconds} s budget.",
-        )
+        raise _turn_timeout(run)
+
+
+def _turn_timeout(run: TurnRun) -> StopTurn:
+    return StopTurn(
+        TurnStatus.FAILED,
+        "turn_timeout",
+        f"The turn ran past its {run.turn.agent.turn_timeout_seconds} s budget.",
+    )
 
 
 def _release_db_connection() -> None:
@@ -389,7 +402,10 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
     started = time.monotonic()
     call = {"provider": provider.name, "model": request.model}
     try:
-        response = provider.complete(request, on_delta=deltas, before_attempt=admit)
+        # The turn's deadline holds inside the call too, not only between steps.
+        response = provider.complete(
+            request, on_delta=deltas, before_attempt=admit, deadline=run.deadline
+        )
     except ProviderError as exc:
         for reservation in reservations:
             limits.settle(reservation, 0)
@@ -404,6 +420,8 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
             ok=False,
             error_code=exc.code,
         )
+        if time.monotonic() >= run.deadline:
+            raise _turn_timeout(run) from exc
         raise
     except BaseException:
         for reservation in reservations:

@@ -6,11 +6,9 @@ Each is one class; `agents/tools/__init__.py` registers them.
 from __future__ import annotations
 
 import ast
-import ipaddress
 import json
 import math
 import operator
-import socket
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -19,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from django.conf import settings
+
+from beamclaw.outbound import AddressPolicy, AddressRefused, UnsupportedEncoding, iter_body
 
 from .base import Tool, ToolContext, ToolError
 
@@ -189,21 +189,14 @@ def _checked(value: Any) -> int | float:
 # --- http_fetch ---------------------------------------------------------------------------
 
 MAX_REDIRECTS = 5
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-Target = tuple[httpx.URL, dict[str, str], dict[str, Any]]  # URL to request, headers, extensions
 
 
 class HttpFetch(Tool):
     """GET a public web page.
 
-    Every hop (the first URL and each redirect) goes through `_targets`: a host listed in
-    settings.TOOLS_HTTP_ALLOWED_HOSTS (exact, case-insensitive match on the URL's host name,
-    no wildcards) is fetched as is; any other host is resolved, refused if any of its
-    addresses is not public (unless settings.TOOLS_HTTP_ALLOW_PRIVATE), and connected to at
-    the addresses that were checked, so a DNS answer that changes between check and connect
-    cannot reach inside. Allowing "localhost" therefore does not allow a redirect to
-    "127.0.0.1": the allow-list names hosts, not addresses.
+    Every hop (the first URL and each redirect) is checked by beamclaw.outbound under
+    settings.TOOLS_HTTP_ALLOWED_HOSTS and TOOLS_HTTP_ALLOW_PRIVATE, and connected to at the
+    addresses that were checked.
     """
 
     name = "http_fetch"
@@ -231,12 +224,16 @@ class HttpFetch(Tool):
         max_bytes = min(args.get("max_bytes") or limit, limit)
         deadline = time.monotonic() + _http_timeout()
         url = _parse_url(args["url"])
+        policy = AddressPolicy.of(
+            allow_private=getattr(settings, "TOOLS_HTTP_ALLOW_PRIVATE", False),
+            allowed_hosts=getattr(settings, "TOOLS_HTTP_ALLOWED_HOSTS", []),
+        )
         # trust_env=False: a proxy from the environment would resolve hosts itself and
         # bypass the address check.
         with httpx.Client(trust_env=False) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 try:
-                    response, body, truncated = _get(client, url, max_bytes, deadline)
+                    response, body, truncated = _get(client, policy, url, max_bytes, deadline)
                     if response.is_redirect:
                         url = url.join(response.headers["location"])
                         continue
@@ -269,19 +266,23 @@ def _parse_url(raw: str) -> httpx.URL:
 
 
 def _get(
-    client: httpx.Client, url: httpx.URL, max_bytes: int, deadline: float
+    client: httpx.Client, policy: AddressPolicy, url: httpx.URL, max_bytes: int, deadline: float
 ) -> tuple[httpx.Response, bytes, bool]:
     """One GET of `url`, at the first checked address that accepts a connection."""
+    try:
+        targets = policy.targets(url)
+    except AddressRefused as exc:
+        raise ToolError(f"refusing to fetch {url}: {exc}")
     error: httpx.HTTPError = httpx.ConnectError(f"no address to connect to for {url.host}")
-    for request_url, headers, extensions in _targets(url):
+    for target in targets:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise httpx.TimeoutException("deadline passed")
         request = client.build_request(
             "GET",
-            request_url,
-            headers={**headers, "Accept-Encoding": "identity"},  # keeps the byte cap honest
-            extensions=extensions,
+            target.url,
+            headers={**target.headers, "Accept-Encoding": "identity"},
+            extensions=target.extensions,
             timeout=remaining,
         )
         try:
@@ -298,67 +299,22 @@ def _get(
     raise error
 
 
-def _targets(url: httpx.URL) -> list[Target]:
-    """Where to connect for `url`, one target per allowed address; ToolError if refused."""
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ToolError(f"refusing to follow a redirect to {url}")
-    host = url.raw_host.decode("ascii").rstrip(".").lower()  # IDNA-encoded
-    allowed = getattr(settings, "TOOLS_HTTP_ALLOWED_HOSTS", [])
-    if host in {name.rstrip(".").lower() for name in allowed}:
-        return [(url, {}, {})]
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ToolError(f"cannot resolve host {host!r}: {exc}")
-    # The scope of a link-local IPv6 address ("%eth0") is dropped; such addresses are refused.
-    addresses = list(dict.fromkeys(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos))
-    if not getattr(settings, "TOOLS_HTTP_ALLOW_PRIVATE", False):
-        for address in addresses:
-            if not _is_public(address):
-                raise ToolError(f"refusing to fetch {host}: {address} is not a public address")
-    # The name still goes in the Host header and to TLS (SNI and certificate verification
-    # both use sni_hostname).
-    headers = {"Host": url.netloc.decode("ascii")}
-    extensions = {} if _is_ip_literal(host) else {"sni_hostname": host}
-    return [(url.copy_with(host=str(address)), headers, extensions) for address in addresses]
-
-
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            return _is_public(embedded)
-    # is_global alone is not enough: on Python 3.11 multicast addresses count as global.
-    return address.is_global and not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _read_capped(response: httpx.Response, max_bytes: int, deadline: float) -> tuple[bytes, bool]:
-    """At most max_bytes of the body, and whether there was more; stops at the deadline."""
+    """At most max_bytes of the body, and whether there was more; stops at the deadline.
+
+    The cap counts decoded bytes: a server may compress even though we asked it not to.
+    """
     body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > max_bytes:
-            return bytes(body[:max_bytes]), True
-        # The client timeout is per read; a server dripping bytes is stopped here.
-        if time.monotonic() > deadline:
-            raise ToolError("timed out reading the response")
+    try:
+        for piece in iter_body(response):
+            body += piece
+            if len(body) > max_bytes:
+                return bytes(body[:max_bytes]), True
+            # The client timeout is per read; a server dripping bytes is stopped here.
+            if time.monotonic() > deadline:
+                raise ToolError("timed out reading the response")
+    except UnsupportedEncoding as exc:
+        raise ToolError(str(exc))
     return bytes(body), False
 
 

@@ -40,7 +40,7 @@ def test_an_agent_slug_cannot_be_changed(acme):
 def test_provider_keys_are_write_only_and_encrypted_at_rest(acme):
     response = acme.client.put(
         "/api/v1/providers/openai",
-        {"api_key": "sk-very-secret", "base_url": "https://llm.example.com/v1"},
+        {"api_key": "sk-very-secret", "base_url": "https://1.1.1.1/v1"},
         format="json",
     )
 
@@ -50,7 +50,7 @@ def test_provider_keys_are_write_only_and_encrypted_at_rest(acme):
     stored = ProviderCredential.objects.get(tenant=acme.tenant).api_key_encrypted
     assert stored and "sk-very-secret" not in stored
     listed = acme.client.get("/api/v1/providers").json()
-    assert listed[0]["base_url"] == "https://llm.example.com/v1"
+    assert listed[0]["base_url"] == "https://1.1.1.1/v1"
     unknown = acme.client.put("/api/v1/providers/skynet", {"api_key": "x"}, format="json")
     assert unknown.status_code == 404
 

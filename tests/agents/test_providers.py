@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import tracemalloc
+import zlib
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -22,6 +25,7 @@ from agents.providers.base import (
 )
 from agents.providers.fake_server import FakeModelServer
 from agents.providers.http import parse_retry_after
+from beamclaw.outbound import AddressPolicy
 
 CALCULATOR = ToolSpec(
     name="calculator",
@@ -200,8 +204,154 @@ def test_auth_failure_is_not_retried(kind, server):
         provider_for(kind, server, sleep=pytest.fail).complete(ask("hi"))
 
     assert failure.value.code == "provider_auth_failed"
-    assert "bad key" in failure.value.message
+    assert failure.value.message == f"{kind} rejected the credentials (HTTP 401)."
+    assert failure.value.detail == "bad key"  # for the operator's log only
     assert server.call_count == 1
+
+
+REMOTE_TEXT = "internal host db-7.corp, key sk-live-123"
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"status": 400, "reply": REMOTE_TEXT},
+        {"status": 500, "reply": REMOTE_TEXT},
+        {"status": 502, "body": f"<html>{REMOTE_TEXT}</html>"},
+        {"body": f"<html>{REMOTE_TEXT}</html>", "headers": {"Content-Type": "text/html"}},
+        {
+            "body": f'data: {{"error": {{"type": "invalid_request_error", "message": '
+            f'"{REMOTE_TEXT}"}}}}\n\n',
+            "headers": {"Content-Type": "text/event-stream"},
+        },
+    ],
+    ids=["400", "500", "502-html", "200-html", "stream-error"],
+)
+def test_nothing_the_remote_side_wrote_reaches_the_error_message(kind, server, rule):
+    server.add_rule(**rule)
+    provider = provider_for(kind, server, retry=RetryPolicy(max_retries=0))
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi"))
+
+    assert failure.value.code.startswith("provider_")
+    assert "db-7" not in failure.value.message and "sk-live" not in failure.value.message
+    assert failure.value.message.startswith(f"{kind} ") and len(failure.value.message) < 80
+
+
+# -- a tenant's base URL ---------------------------------------------------------------
+
+
+def test_a_tenant_base_url_at_a_private_address_is_refused_before_any_request(kind, server):
+    provider = provider_for(kind, server, address_policy=AddressPolicy(allow_private=False))
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi"))
+
+    assert failure.value.code == "provider_url_refused"
+    assert "127.0.0.1 is not a public address (loopback)" in failure.value.message
+    assert not failure.value.retryable
+    assert server.call_count == 0
+
+
+def test_a_tenant_base_url_by_name_is_called_at_its_checked_address(kind, server):
+    url = (server.url_openai if kind == "openai" else server.url_anthropic).replace(
+        "127.0.0.1", "localhost"
+    )
+    provider = get_provider(
+        kind, api_key="k", base_url=url, address_policy=AddressPolicy(allow_private=True)
+    )
+
+    assert provider.complete(ask("hi")).content == "echo: hi"
+    assert server.requests[0]["headers"]["host"] == f"localhost:{server.port}"
+
+
+def test_a_tenant_host_that_does_not_resolve_is_unavailable_and_retried(kind):
+    sleeps: list[float] = []
+    provider = get_provider(
+        kind,
+        api_key="k",
+        base_url="http://no-such-host.invalid/v1",
+        address_policy=AddressPolicy(allow_private=True),
+        retry=RetryPolicy(max_retries=2),
+        sleep=sleeps.append,
+    )
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi"))
+
+    assert failure.value.code == "provider_unavailable"
+    assert len(sleeps) == 2  # DNS may be back by the next attempt
+
+
+# -- deadlines and size ----------------------------------------------------------------
+
+
+def test_keep_alives_do_not_hold_a_call_past_its_deadline(kind, server):
+    server.add_rule(keepalive_every=0.2, keepalive_for=20)
+    provider = provider_for(
+        kind, server, timeout=httpx.Timeout(10.0), call_timeout=1.0, sleep=pytest.fail
+    )
+    started = time.monotonic()
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi"))
+
+    assert failure.value.code == "provider_deadline_exceeded"
+    assert time.monotonic() - started < 5  # not the 20 s the server would keep it open
+
+
+def test_a_call_ends_by_the_callers_deadline_when_that_comes_first(kind, server):
+    server.add_rule(latency=20)
+    provider = provider_for(kind, server, timeout=httpx.Timeout(60.0), sleep=pytest.fail)
+    started = time.monotonic()
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi"), deadline=time.monotonic() + 1.0)
+
+    assert failure.value.code == "provider_deadline_exceeded"
+    assert time.monotonic() - started < 5
+
+
+def test_a_retry_that_could_not_finish_by_the_deadline_is_not_waited_for(kind, server):
+    server.add_rule(status=429, headers={"Retry-After": "20"})
+
+    with pytest.raises(ProviderError) as failure:
+        provider_for(kind, server, call_timeout=5.0, sleep=pytest.fail).complete(ask("hi"))
+
+    assert failure.value.code == "provider_rate_limited"
+    assert server.call_count == 1
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
+def test_an_answer_over_the_size_cap_fails_the_call(kind, server, stream):
+    server.add_rule(reply="word " * 40_000)  # 200 KB of text
+
+    with pytest.raises(ProviderError) as failure:
+        provider_for(kind, server, max_response_bytes=50_000, sleep=pytest.fail).complete(
+            ask("hi", stream=stream)
+        )
+
+    assert failure.value.code == "provider_response_too_large"
+    assert not failure.value.retryable
+
+
+def test_a_compressed_answer_is_capped_as_it_is_decompressed(kind, server):
+    compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    bomb = b"".join(compressor.compress(b" " * 1_000_000) for _ in range(100))
+    bomb += compressor.flush()  # 100 MB of spaces, about 100 KB on the wire
+    server.add_rule(body=bomb, headers={"Content-Encoding": "gzip"})
+    provider = provider_for(kind, server, max_response_bytes=1_000_000, sleep=pytest.fail)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProviderError) as failure:
+            provider.complete(ask("hi", stream=False))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert failure.value.code == "provider_response_too_large"
+    assert peak < 10_000_000, f"peak {peak / 1e6:.1f} MB"
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])

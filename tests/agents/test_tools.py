@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import calendar
+import functools
 import json
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -365,12 +368,29 @@ def test_session_memory_refuses_an_unknown_action(ctx):
 # --- http_fetch ---------------------------------------------------------------------------
 
 
+@functools.cache
+def gzip_bomb() -> bytes:
+    """100 MB of zeros in about 100 KB of gzip."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    megabyte = b"\0" * 1_000_000
+    return b"".join(compressor.compress(megabyte) for _ in range(100)) + compressor.flush()
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.startswith("/redirect"):
             self.send_response(302)
             self.send_header("Location", self.path.partition("?to=")[2])
             self.end_headers()
+            return
+        if self.path == "/gzip-bomb":
+            # Sent compressed although the client asked for identity.
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(gzip_bomb())))
+            self.end_headers()
+            self.wfile.write(gzip_bomb())
             return
         bodies = {"/big": b"x" * 5000, "/host": self.headers["Host"].encode()}
         body = bodies.get(self.path, b"hello from the test server")
@@ -465,6 +485,22 @@ def test_http_fetch_cuts_the_body_at_the_size_limit(ctx, server_port, settings):
 
     assert (len(capped_by_settings["body"]), capped_by_settings["truncated"]) == (1000, True)
     assert (capped_by_call["body"], capped_by_call["truncated"]) == ("x" * 10, True)
+
+
+def test_http_fetch_caps_a_gzip_bomb_as_it_decodes_it(ctx, server_port, settings):
+    settings.TOOLS_HTTP_ALLOW_PRIVATE = True
+    tracemalloc.start()
+    try:
+        result = fetch(ctx, f"http://127.0.0.1:{server_port}/gzip-bomb", max_bytes=1000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert result.ok, result.content
+    fetched = json.loads(result.content)
+    assert (fetched["body"], fetched["truncated"]) == ("\0" * 1000, True)
+    # Decoding a whole network read of it at once would take tens of megabytes.
+    assert peak < 5_000_000, f"peak {peak / 1e6:.1f} MB"
 
 
 def test_http_fetch_follows_redirects_between_allowed_hosts(ctx, server_port, settings):

@@ -1,0 +1,179 @@
+"""Requests to addresses a tenant chose (http_fetch, a tenant's own model endpoint).
+
+Where they may go: the host is resolved once, every address it resolves to must be
+public unless the operator allows private ones, and the request connects to the
+addresses that were checked, so a DNS answer that changes between check and connect
+cannot reach inside. What comes back: the body is decoded in bounded pieces, so a
+compressed answer cannot grow past a size cap before the reader sees it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class AddressRefused(Exception):
+    """The URL may not be requested; the message says why, for the tenant to read."""
+
+
+class UnresolvableHost(AddressRefused):
+    """The host has no address now (which may pass: DNS can fail for a while)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One way to send a request for a URL: to this URL (host replaced by a checked
+    address), with these headers and httpx request extensions."""
+
+    url: httpx.URL
+    headers: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Which hosts a tenant's URL may reach.
+
+    A host in `allowed_hosts` (exact, case-insensitive match on the URL's host name, no
+    wildcards) is requested as is. Any other host is resolved and refused if one of its
+    addresses is not public, unless `allow_private`. The allow-list names hosts, not
+    addresses: allowing "localhost" does not allow "127.0.0.1".
+    """
+
+    allow_private: bool = False
+    allowed_hosts: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, *, allow_private: bool, allowed_hosts: Iterable[str] = ()) -> AddressPolicy:
+        hosts = frozenset(name.rstrip(".").lower() for name in allowed_hosts)
+        return cls(allow_private=allow_private, allowed_hosts=hosts)
+
+    def targets(self, url: httpx.URL) -> list[Target]:
+        """Where to connect for `url`, one target per checked address; AddressRefused if
+        the URL may not be requested."""
+        if url.scheme not in ("http", "https") or not url.host:
+            raise AddressRefused("only http:// and https:// URLs with a host are allowed")
+        host = url.raw_host.decode("ascii").rstrip(".").lower()  # IDNA-encoded
+        if host in self.allowed_hosts:
+            return [Target(url)]
+        addresses = resolve(host)
+        if not self.allow_private:
+            for address in addresses:
+                kind = non_public_kind(address)
+                if kind is not None:
+                    raise AddressRefused(f"{address} is not a public address ({kind})")
+        # The name still goes in the Host header and to TLS (SNI and certificate
+        # verification both use sni_hostname).
+        headers = {"Host": url.netloc.decode("ascii")}
+        extensions = {} if _is_ip_literal(host) else {"sni_hostname": host}
+        return [Target(url.copy_with(host=str(a)), headers, extensions) for a in addresses]
+
+
+def resolve(host: str) -> list[IPAddress]:
+    """Every address `host` resolves to, in the resolver's order; AddressRefused if none."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnresolvableHost(f"cannot resolve host {host!r}: {exc}") from None
+    # The scope of a link-local IPv6 address ("%eth0") is dropped; such addresses are
+    # refused anyway.
+    return list(dict.fromkeys(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos))
+
+
+def non_public_kind(address: IPAddress) -> str | None:
+    """Why `address` is not public ("loopback", "private", ...), or None if it is."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return non_public_kind(embedded)
+    checks = [
+        ("unspecified", address.is_unspecified),
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+        # is_global alone is not enough: on Python 3.11 multicast addresses count as
+        # global; the checks above catch those.
+        ("not globally routable", not address.is_global),
+    ]
+    return next((kind for kind, matches in checks if matches), None)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+# -- reading bodies ---------------------------------------------------------------------
+
+PIECE_BYTES = 64 * 1024
+
+
+class UnsupportedEncoding(Exception):
+    """The response is compressed in a way we did not ask for and do not decode."""
+
+
+def iter_body(response: httpx.Response, piece_bytes: int = PIECE_BYTES) -> Iterator[bytes]:
+    """The decoded body of a streamed response, in pieces of at most `piece_bytes`.
+
+    httpx decodes each network read whole, so 64 KB of gzip can become 64 MB before the
+    caller sees a byte. Here the raw bytes are decompressed `piece_bytes` at a time, and a
+    caller that stops reading stops the decompression too.
+    """
+    encodings = [
+        e.strip().lower()
+        for e in response.headers.get("content-encoding", "").split(",")
+        if e.strip() and e.strip().lower() != "identity"
+    ]
+    if not encodings:
+        for chunk in response.iter_raw():
+            for start in range(0, len(chunk), piece_bytes):
+                yield chunk[start : start + piece_bytes]
+        return
+    if len(encodings) > 1 or encodings[0] not in ("gzip", "x-gzip", "deflate"):
+        raise UnsupportedEncoding(f"unsupported content encoding {', '.join(encodings)!r}")
+    decompressor = None
+    try:
+        for chunk in response.iter_raw():
+            if decompressor is None:
+                decompressor = _decompressor(encodings[0], chunk)
+            data = chunk
+            while data and not decompressor.eof:
+                piece = decompressor.decompress(data, piece_bytes)
+                data = decompressor.unconsumed_tail
+                if piece:
+                    yield piece
+        rest = decompressor.flush() if decompressor is not None else b""
+    except zlib.error as exc:
+        raise httpx.DecodingError(f"cannot decompress the body: {exc}") from exc
+    for start in range(0, len(rest), piece_bytes):
+        yield rest[start : start + piece_bytes]
+
+
+def _decompressor(encoding: str, first_bytes: bytes) -> Any:
+    if encoding != "deflate":
+        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+    # "deflate" is zlib-wrapped by the standard but raw from some servers: the first two
+    # bytes tell, as in httpx.
+    try:
+        zlib.decompressobj().decompress(first_bytes[:2])
+    except zlib.error:
+        return zlib.decompressobj(-zlib.MAX_WBITS)
+    return zlib.decompressobj()
