@@ -50,6 +50,7 @@ class TenantAdmin(admin.ModelAdmin):
                     "tokens_per_month",
                     "max_concurrent_turns",
                     "max_sessions",
+                    "max_concurrent_streams",
                 ]
             },
         ),

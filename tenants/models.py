@@ -32,6 +32,12 @@ class Tenant(models.Model):
         default=20, validators=[MinValueValidator(1)]
     )
     max_sessions = models.PositiveIntegerField(default=10_000, validators=[MinValueValidator(1)])
+    max_concurrent_streams = models.PositiveIntegerField(
+        default=100,
+        validators=[MinValueValidator(1)],
+        help_text="Event streams and requests waiting for an answer (wait) open at once, "
+        "across every web process.",
+    )
     # Dedicated tenants are consumed only by workers started with `--tenants <slug>`,
     # never by the hash shards (large tenants get their own capacity).
     dedicated_workers = models.BooleanField(default=False)

@@ -25,6 +25,7 @@ LIMIT_FIELDS = (
     "tokens_per_month",
     "max_concurrent_turns",
     "max_sessions",
+    "max_concurrent_streams",
 )
 
 

@@ -20,11 +20,20 @@ log = logging.getLogger(__name__)
 class ApiError(exceptions.APIException):
     """A domain error with a stable code: `raise ApiError("session_busy", "...", status=409)`."""
 
-    def __init__(self, code: str, message: str, *, status: int = 400, details: dict | None = None):
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int = 400,
+        details: dict | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message, code=code)
         self.status_code = status
         self.error_code = code
         self.details = details or {}
+        self.retry_after = retry_after  # seconds, sent as Retry-After (429, 503)
 
 
 _DEFAULT_CODES = {
@@ -104,6 +113,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         headers["WWW-Authenticate"] = auth_header
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         headers["Retry-After"] = str(int(exc.wait + 0.999))
+    elif isinstance(exc, ApiError) and exc.retry_after is not None:
+        headers["Retry-After"] = str(int(exc.retry_after + 0.999))
     return Response(error_body(code, message, details), status=exc.status_code, headers=headers)
 
 

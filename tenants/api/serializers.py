@@ -24,6 +24,7 @@ class LimitsSerializer(serializers.ModelSerializer):
             "tokens_per_month",
             "max_concurrent_turns",
             "max_sessions",
+            "max_concurrent_streams",
         ]
 
 
