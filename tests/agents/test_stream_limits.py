@@ -177,6 +177,40 @@ def test_a_web_process_at_its_stream_cap_answers_503_before_its_redis_pool_runs_
         process.stop()
 
 
+def blocked_readers() -> int:
+    """Connections to the test Redis database blocked in XREAD now."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    return sum(
+        1
+        for c in client.client_list()
+        if c["cmd"] == "xread" and "b" in c["flags"] and int(c["db"]) == db
+    )
+
+
+def test_a_stream_finding_the_redis_pool_exhausted_is_refused_with_503_not_broken(
+    platform_env, log_dir, acme, acme_session, open_stream
+):
+    """A pool smaller than the process's stream cap (a misconfiguration): the second
+    stream waits for a connection the first one holds, then is told, in JSON."""
+    env = dict(platform_env, REDIS_ASYNC_MAX_CONNECTIONS="1", STREAMS_PER_PROCESS_MAX="5")
+    process, base_url = start_web(env, log_dir, "one-connection-web")
+    blocked_before = blocked_readers()
+    try:
+        open_stream(session_events(base_url), acme.headers)
+        wait_until(
+            lambda: blocked_readers() > blocked_before,
+            message="the first stream to hold the connection in XREAD",
+        )
+
+        status, body, headers = refusal(session_events(base_url), acme.headers)
+        assert status == 503
+        assert body["error"]["code"] == "events_unavailable"
+        assert int(headers["retry-after"]) > 0
+    finally:
+        process.stop()
+
+
 def test_the_slots_of_a_web_process_that_dies_free_themselves(
     web, platform_env, log_dir, acme, acme_session, open_stream
 ):
