@@ -80,6 +80,7 @@ class OpenStreams:
 
     def __init__(self) -> None:
         self._streams: set[OpenStream] = set()
+        self._admitting = 0  # admissions waiting on Redis: they count against the cap too
         self._watcher: asyncio.Task | None = None
 
     def __len__(self) -> int:
@@ -91,7 +92,7 @@ class OpenStreams:
         `started=False` for a stream whose response has yet to begin: it is given back by
         the watcher if the response never starts.
         """
-        if len(self._streams) >= settings.STREAMS_PER_PROCESS_MAX:
+        if len(self._streams) + self._admitting >= settings.STREAMS_PER_PROCESS_MAX:
             raise ApiError(
                 "service_busy",
                 "This server has as many open streams as it can hold; retry shortly.",
@@ -100,11 +101,14 @@ class OpenStreams:
             )
         tenant = principal.tenant
         stream = OpenStream(tenant.pk, principal.api_key.pk, uuid.uuid4().hex, started=started)
+        self._admitting += 1
         try:
             taken = await stream_slots.acquire(tenant, stream.lease)
         except RedisError as error:
             log.warning("no stream slot for tenant %s: %s", tenant.slug, error)
             raise EventsUnavailable() from error
+        finally:
+            self._admitting -= 1
         if not taken:
             raise ApiError(
                 "too_many_streams",

@@ -319,7 +319,8 @@ def _sse_response(frames) -> StreamingHttpResponse:
 
 
 class TurnEventsView(AsyncAPIView):
-    """Live events of one turn as Server-Sent Events; the stream ends with `turn.finished`."""
+    """Live events of one turn as Server-Sent Events; the stream ends with `turn.finished`
+    (or an `error` event when the server has to end it: key revoked, Redis away)."""
 
     renderer_classes = [JSONRenderer, sse.EventStreamRenderer]
 
@@ -349,7 +350,8 @@ class TurnEventsView(AsyncAPIView):
 
 
 class SessionEventsView(AsyncAPIView):
-    """Live events of every turn of a session, as Server-Sent Events (until you disconnect)."""
+    """Live events of every turn of a session, as Server-Sent Events, until you disconnect
+    (or an `error` event when the server has to end it: key revoked, Redis away)."""
 
     renderer_classes = [JSONRenderer, sse.EventStreamRenderer]
 

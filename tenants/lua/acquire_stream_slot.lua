@@ -11,5 +11,7 @@ if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[2]) then
   return 0
 end
 redis.call('zadd', KEYS[1], now + ttl, ARGV[1])
-redis.call('pexpire', KEYS[1], ttl)
+if redis.call('pttl', KEYS[1]) < ttl then  -- never shorten it below another lease
+  redis.call('pexpire', KEYS[1], ttl)
+end
 return 1

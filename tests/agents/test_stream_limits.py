@@ -120,6 +120,7 @@ def test_a_tenant_at_its_stream_cap_is_refused_on_every_web_process_and_others_s
     first = open_stream(session_events(web), acme.headers)
     open_stream(session_events(second_web), acme.headers)
 
+    assert acme.client.get("/api/v1/tenant").json()["usage"]["open_streams"] == 2
     for base_url in (web, second_web):
         status, body, headers = refusal(session_events(base_url), acme.headers)
         assert status == 429
