@@ -264,6 +264,35 @@ def test_revoking_the_key_or_suspending_the_tenant_ends_its_open_streams(
     assert "id" not in last  # Last-Event-ID still names the last real event
 
 
+def test_a_waiting_request_is_let_go_when_its_key_is_revoked(web, acme, acme_session, model):
+    model.add_rule(match=r"slow", latency=20)
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:
+        answers.append(
+            httpx.post(
+                f"{web}/api/v1/sessions/{SESSION}/messages",
+                json={"content": "slow one", "wait": 45},
+                headers=acme.headers,
+                timeout=60,
+            )
+        )
+
+    waiting = threading.Thread(target=ask, daemon=True)
+    waiting.start()
+    slots = redis.Redis.from_url(settings.REDIS_URL)
+    wait_until(
+        lambda: slots.zcard(slots_key(acme.tenant.pk)) == 1,
+        message="the waiting request to hold its slot",
+    )
+
+    revoke_api_key(api_key=ApiKey.objects.get(tenant=acme.tenant))
+
+    waiting.join(15)
+    assert not waiting.is_alive(), "the request kept waiting on a revoked key"
+    assert answers[0].status_code == 202  # accepted before the revocation; the turn runs on
+
+
 def test_a_stream_ends_with_an_error_event_when_redis_goes_away(
     platform_env, log_dir, acme, acme_session, open_stream
 ):
