@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -182,13 +183,17 @@ def _api_keys_refused(key_ids: set[int]) -> dict[int, str]:
         connection.close()  # this thread serves no request: hold no connection between checks
 
 
-_per_loop: dict[int, OpenStreams] = {}
+# Weak: a loop that is gone (the test client runs each request on its own) takes its
+# registry with it, and a new loop never inherits a dead loop's watcher.
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, OpenStreams] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def open_streams() -> OpenStreams:
     """The open streams of the running event loop (one loop per web process)."""
-    loop_id = id(asyncio.get_running_loop())
-    registry = _per_loop.get(loop_id)
+    loop = asyncio.get_running_loop()
+    registry = _per_loop.get(loop)
     if registry is None:
-        registry = _per_loop[loop_id] = OpenStreams()
+        registry = _per_loop[loop] = OpenStreams()
     return registry

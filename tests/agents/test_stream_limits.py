@@ -6,7 +6,9 @@ Every stream here is a real SSE response from a real uvicorn process, read on a 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 
 import httpx
@@ -40,6 +42,7 @@ class LiveStream:
         self.opened = threading.Event()  # the server admitted it and began the stream
         self.ended = threading.Event()
         self._client = httpx.Client(timeout=httpx.Timeout(90, connect=10))
+        self._socket: socket.socket | None = None
         self._thread = threading.Thread(target=self._read, args=(url, headers), daemon=True)
         self._thread.start()
 
@@ -47,6 +50,7 @@ class LiveStream:
         try:
             with self._client.stream("GET", url, headers=headers) as response:
                 self.status = response.status_code
+                self._socket = response.extensions["network_stream"].get_extra_info("socket")
                 frame: dict = {}
                 for line in response.iter_lines():
                     if line == ": stream open":
@@ -69,7 +73,11 @@ class LiveStream:
         return self
 
     def close(self) -> None:
-        """Hang up, as a client going away does."""
+        """Hang up, as a client going away does: at once, even while the reader thread is
+        blocked on the socket (a plain close would wait for the next byte to arrive)."""
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
         self._client.close()
 
 
