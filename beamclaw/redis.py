@@ -43,8 +43,9 @@ def get_async_redis() -> aioredis.Redis:
         if client is None:
             # Blocking reads (XREAD of `wait=` and event streams) last up to
             # WAIT_MAX_SECONDS: the read timeout must outlast them (redis-py's default is
-            # 5 s). One connection per waiting client, so the pool is large; past it a
-            # request waits a little for one, then answers without waiting.
+            # 5 s). One connection per waiting client, so the pool is large, and the web
+            # admits no more waiting clients than it holds (STREAMS_PER_PROCESS_MAX); if it
+            # runs out anyway, a request waits a little for one, then is told so.
             pool = aioredis.BlockingConnectionPool.from_url(
                 settings.REDIS_URL,
                 decode_responses=True,

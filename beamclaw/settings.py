@@ -300,9 +300,20 @@ WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 5.0)
 # shard map (a missed broadcast, a reshard, a suspended tenant heal within this).
 QUEUE_RECONCILE_SECONDS = env_float("QUEUE_RECONCILE_SECONDS", 3.0)
 WAIT_MAX_SECONDS = 60
-# Connections of a web process's asyncio Redis client: one per client waiting (`wait=`,
-# event streams). Redis itself accepts 10,000 clients by default.
-REDIS_ASYNC_MAX_CONNECTIONS = env_int("REDIS_ASYNC_MAX_CONNECTIONS", 2000)
+# Event streams and `wait=` requests one web process holds open at once; each holds one
+# Redis connection, so past this a new one answers 503 instead of exhausting the pool.
+STREAMS_PER_PROCESS_MAX = env_int("STREAMS_PER_PROCESS_MAX", 1900)
+# Connections of a web process's asyncio Redis client: one per open stream, plus room for
+# short commands. Redis itself accepts 10,000 clients by default.
+REDIS_ASYNC_MAX_CONNECTIONS = env_int("REDIS_ASYNC_MAX_CONNECTIONS", STREAMS_PER_PROCESS_MAX + 100)
+# A stream's slot in its tenant's count (Tenant.max_concurrent_streams) is a lease renewed
+# while it is open: a web process that dies frees its slots within this.
+STREAM_LEASE_SECONDS = env_float("STREAM_LEASE_SECONDS", 30.0)
+# How often a web process re-checks the keys of its open streams: a revoked key or a
+# suspended tenant loses its streams within this.
+STREAM_ACCESS_CHECK_SECONDS = env_float("STREAM_ACCESS_CHECK_SECONDS", 2.0)
+# Retry-After of a stream refused over a cap (streams end when clients leave: no schedule).
+STREAM_RETRY_AFTER_SECONDS = 5
 
 # --- Capacity: how many workers each shard needs (agents.capacity) -------------------------
 # The hash shard count workers are started with (--shard k/N); the signal is per shard.

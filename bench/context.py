@@ -31,6 +31,7 @@ RAISED_LIMITS = {
     "tokens_per_month": 10**15,
     "max_concurrent_turns": 1_000_000,
     "max_sessions": 100_000_000,
+    "max_concurrent_streams": 1_000_000,
 }
 WAIT = 60.0  # the API's longest `wait`
 

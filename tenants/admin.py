@@ -52,6 +52,7 @@ class TenantAdmin(admin.ModelAdmin):
                     "max_sessions",
                     "max_cron_jobs",
                     "min_cron_interval_seconds",
+                    "max_concurrent_streams",
                 ]
             },
         ),

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from beamclaw.redis import get_redis, key
 
 from .models import Tenant, UsageRecord
+from .stream_slots import slots_key as stream_slots_key
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def release_slot(tenant: Tenant, session_id: int) -> int | None:
 
 
 def current_usage(tenant: Tenant) -> dict[str, int]:
-    """Tokens used today and this month, and turns holding a slot now."""
+    """Tokens used today and this month; turns and event streams holding a slot now."""
     now = datetime.now(UTC)
     day_key, month_key = _budget_keys(tenant.pk, now)
     client = get_redis()
@@ -200,12 +201,14 @@ def current_usage(tenant: Tenant) -> dict[str, int]:
     pipe.get(month_key)
     pipe.zcount(slots_key(tenant.pk), now_ms, "+inf")
     pipe.zcard(_parked_key(tenant.pk))
-    day, month, running, parked = pipe.execute()
+    pipe.zcount(stream_slots_key(tenant.pk), now_ms, "+inf")
+    day, month, running, parked, streams = pipe.execute()
     return {
         "tokens_today": int(day or 0),
         "tokens_this_month": int(month or 0),
         "concurrent_turns": running,
         "parked_sessions": parked,
+        "open_streams": streams,
         "sessions": tenant.sessions.count(),
     }
 

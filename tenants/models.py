@@ -43,6 +43,12 @@ class Tenant(models.Model):
         "'every_seconds', and a cron expression may not fire twice within it (a cron "
         "expression fires at most once a minute in any case).",
     )
+    max_concurrent_streams = models.PositiveIntegerField(
+        default=100,
+        validators=[MinValueValidator(1)],
+        help_text="Event streams and requests waiting for an answer (wait) open at once, "
+        "across every web process.",
+    )
     # Dedicated tenants are consumed only by workers started with `--tenants <slug>`,
     # never by the hash shards (large tenants get their own capacity).
     dedicated_workers = models.BooleanField(default=False)

@@ -1,4 +1,4 @@
-"""Read-side queries on tenants: usage summed over a period, for the API and the admin."""
+"""Read-side queries on tenants: usage summed over a period, and which API keys still work."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.db.models import Count, F, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
-from .models import Tenant, UsageRecord
+from .models import ApiKey, Tenant, UsageRecord
 
 # What `group_by` may name, and the expression each groups the records by.
 USAGE_GROUPINGS = {
@@ -96,3 +96,19 @@ def usage_summary(tenant: Tenant, start: datetime, end: datetime, group_by: str)
 
 def _key_text(key: object) -> str | None:
     return key.isoformat() if isinstance(key, date) else key
+
+
+def api_keys_refused(api_key_ids: set[int]) -> dict[int, str]:
+    """Of these keys, those that no longer let their holder in, each with the auth error
+    code a new request would get: `api_key_revoked` (revoked or deleted) or
+    `tenant_suspended`. One query, whatever the number of keys."""
+    rows = ApiKey.objects.filter(pk__in=api_key_ids).values_list(
+        "pk", "revoked_at", "tenant__is_active"
+    )
+    refused = dict.fromkeys(api_key_ids, "api_key_revoked")
+    for pk, revoked_at, tenant_active in rows:
+        if revoked_at is None and tenant_active:
+            del refused[pk]
+        elif revoked_at is None:
+            refused[pk] = "tenant_suspended"
+    return refused

@@ -27,6 +27,7 @@ LIMIT_FIELDS = (
     "max_sessions",
     "max_cron_jobs",
     "min_cron_interval_seconds",
+    "max_concurrent_streams",
 )
 
 

@@ -7,6 +7,8 @@ coroutine, not a thread.
 
 from __future__ import annotations
 
+import contextlib
+
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.db import connection
@@ -27,6 +29,7 @@ from beamclaw.api.validation import validated
 from tenants.auth import request_tenant
 
 from . import sse
+from .open_streams import EventsUnavailable, open_streams
 from .serializers import (
     TURN_EVENTS,
     AgentSerializer,
@@ -213,6 +216,9 @@ class SessionMessagesView(AsyncAPIView):
                 "`tenant_suspended`."
             ),
             409: OpenApiResponse(description="`session_busy` with mode `reject`"),
+            429: OpenApiResponse(
+                description="`too_many_streams`: with `wait`, over the tenant's open streams"
+            ),
         },
     )
     async def post(self, request, key: str):
@@ -221,16 +227,26 @@ class SessionMessagesView(AsyncAPIView):
             codes={"content": "invalid_content", "mode": "invalid_mode", "wait": "invalid_wait"},
         )
         tenant = request_tenant(request)
-        waits = bool(data.get("wait"))
-        submission = await sync_to_async(_submit)(
-            tenant, key, data["content"], data.get("mode"), then_release=waits
-        )
-        finished = False
-        if waits and not submission.delayed:
-            stream_key = events.turn_stream(submission.turn)
-            finished = await sse.wait_for_finish(
-                stream_key, data["wait"], after=submission.queued_event_id
+        # A waiting client holds a stream slot, taken before anything is stored: over the
+        # tenant's cap the message is refused (429), not accepted and then not waited on.
+        held = None
+        if data.get("wait"):
+            # Without Redis there are no live events: accept the message, answer 202.
+            with contextlib.suppress(EventsUnavailable):
+                held = await open_streams().admit(request.user)
+        try:
+            submission = await sync_to_async(_submit)(
+                tenant, key, data["content"], data.get("mode"), then_release=held is not None
             )
+            finished = False
+            if held is not None and not submission.delayed:
+                stream_key = events.turn_stream(submission.turn)
+                finished = await sse.wait_for_finish(
+                    stream_key, data["wait"], held=held, after=submission.queued_event_id
+                )
+        finally:
+            if held is not None:
+                await open_streams().release(held)
         body = await sync_to_async(self._submission_body)(submission, finished)
         return Response(body, status=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED)
 
@@ -345,7 +361,8 @@ def _sse_response(frames) -> StreamingHttpResponse:
 
 
 class TurnEventsView(AsyncAPIView):
-    """Live events of one turn as Server-Sent Events; the stream ends with `turn.finished`."""
+    """Live events of one turn as Server-Sent Events; the stream ends with `turn.finished`
+    (or an `error` event when the server has to end it: key revoked, Redis away)."""
 
     renderer_classes = [JSONRenderer, sse.EventStreamRenderer]
     stream_events = TURN_EVENTS
@@ -364,9 +381,11 @@ class TurnEventsView(AsyncAPIView):
                 "data": {"status": current.status, "error_code": current.error_code},
             }
 
+        held = await open_streams().admit(request.user, started=False)
         frames = sse.stream(
             events.turn_stream(turn),
             _last_event_id(request),
+            held=held,
             end_on_finish=True,
             finished_without_events=finished_summary,
         )
@@ -374,7 +393,8 @@ class TurnEventsView(AsyncAPIView):
 
 
 class SessionEventsView(AsyncAPIView):
-    """Live events of every turn of a session, as Server-Sent Events (until you disconnect)."""
+    """Live events of every turn of a session, as Server-Sent Events, until you disconnect
+    (or an `error` event when the server has to end it: key revoked, Redis away)."""
 
     renderer_classes = [JSONRenderer, sse.EventStreamRenderer]
     stream_events = TURN_EVENTS
@@ -383,9 +403,11 @@ class SessionEventsView(AsyncAPIView):
     async def get(self, request, key: str):
         tenant = request_tenant(request)
         session = await sync_to_async(_get_and_release)(selectors.get_session, tenant, key)
+        held = await open_streams().admit(request.user, started=False)
         frames = sse.stream(
             events.session_stream(session),
             _last_event_id(request),
+            held=held,
             end_on_finish=False,
         )
         return _sse_response(frames)

@@ -3,7 +3,8 @@
 Plain Django views, not DRF: the signature covers the exact bytes received, so nothing
 may parse the body first. drf-spectacular documents DRF views only, so these stay out of
 the OpenAPI schema. An unknown binding id answers exactly like a bad signature (401), so
-the answers never tell which bindings exist.
+the answers never tell which bindings exist. A suspended tenant's bindings answer 403
+`tenant_suspended` once the signature verifies, before any turn is created.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ log = logging.getLogger(__name__)
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse(error_body(code, message), status=status)
+
+
+def _suspended() -> JsonResponse:
+    """A suspended tenant's binding takes nothing, as its API keys take nothing (403); only
+    a signed request learns it, so the answer tells a stranger nothing."""
+    return _error(403, "tenant_suspended", "This tenant is suspended.")
 
 
 def _binding(binding_id: int, kind: str) -> ChannelBinding | None:
@@ -85,6 +92,8 @@ def slack_events(request: HttpRequest, binding_id: int) -> JsonResponse:
         slack.verify(secret=secret, timestamp=timestamp, signature=signature, body=body)
     except RequestRefused as refused:
         return _error(401, refused.code, refused.message)
+    if not binding.tenant.is_active:
+        return _suspended()
 
     payload = _json_object(body)
     if payload is None:
@@ -124,6 +133,8 @@ def discord_interactions(request: HttpRequest, binding_id: int) -> JsonResponse:
         discord.verify(public_key=public_key, timestamp=timestamp, signature=signature, body=body)
     except RequestRefused as refused:
         return _error(401, refused.code, refused.message)
+    if not binding.tenant.is_active:
+        return _suspended()
 
     payload = _json_object(body)
     if payload is None:

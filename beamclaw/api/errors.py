@@ -34,13 +34,13 @@ class ApiError(exceptions.APIException):
         *,
         status: int = 400,
         details: dict | None = None,
-        retry_after: int | None = None,
+        retry_after: float | None = None,
     ):
         super().__init__(message, code=code)
         self.status_code = status
         self.error_code = code
         self.details = details or {}
-        self.retry_after = retry_after
+        self.retry_after = retry_after  # seconds, sent as Retry-After (429, 503)
 
 
 _DEFAULT_CODES = {
@@ -141,8 +141,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         headers["WWW-Authenticate"] = auth_header
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         headers["Retry-After"] = str(int(exc.wait + 0.999))
-    if isinstance(exc, ApiError) and exc.retry_after is not None:
-        headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, ApiError) and exc.retry_after is not None:
+        headers["Retry-After"] = str(int(exc.retry_after + 0.999))
     return Response(error_body(code, message, details), status=exc.status_code, headers=headers)
 
 

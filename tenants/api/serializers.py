@@ -26,6 +26,7 @@ class LimitsSerializer(serializers.ModelSerializer):
             "max_sessions",
             "max_cron_jobs",
             "min_cron_interval_seconds",
+            "max_concurrent_streams",
         ]
 
 
@@ -34,6 +35,9 @@ class CurrentUsageSerializer(serializers.Serializer):
     tokens_this_month = serializers.IntegerField()
     concurrent_turns = serializers.IntegerField(help_text="turns holding a slot now")
     parked_sessions = serializers.IntegerField(help_text="sessions waiting for a slot")
+    open_streams = serializers.IntegerField(
+        help_text="event streams and `wait` requests open now (max_concurrent_streams)"
+    )
     sessions = serializers.IntegerField()
 
 
