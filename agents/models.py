@@ -395,6 +395,11 @@ class ChannelBinding(models.Model):
         return f"{self.tenant.slug}/{self.kind} {label}"
 
 
+# The sources of turns whose answer may be posted to a channel (a ChannelDelivery):
+# Slack and Discord webhooks, and cron runs with a delivery.
+DELIVERED_SOURCES = ("slack", "discord", "cron")
+
+
 class ChannelDelivery(models.Model):
     """Where a channel turn's answer goes, and whether it got there (at most once).
 
@@ -418,10 +423,21 @@ class ChannelDelivery(models.Model):
     failed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # When a posting attempt is due: set in the turn's final fenced transaction, pushed
+    # back by a retry's wait. A pending delivery still unposted well after this lost its
+    # trigger (a worker died, the broker was down); the reaper sends it again.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name_plural = "channel deliveries"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(delivered_at__isnull=True, failed_at__isnull=True),
+                name="delivery_pending_due",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"delivery of turn {self.turn_id} ({self.status})"

@@ -23,6 +23,7 @@ from agents.models import ACTIVE_STATUSES, Message, MessageRole, Turn, TurnStatu
 from agents.providers.base import ProviderError, ProviderRequest, ProviderResponse
 from agents.tools import registry
 from agents.tools.base import ToolContext
+from beamclaw.pause_points import pause_point
 from beamclaw.redis import get_redis
 from beamclaw.telemetry import emit
 from tenants import limits, metering
@@ -30,7 +31,7 @@ from tenants.models import UsageRecord
 
 from . import events, fenced, subagents
 from .context import build_context, estimate_tokens, load_history
-from .dispatch import dispatch_session
+from .dispatch import dispatch_reply, dispatch_session
 from .lease import Lease, LeaseLost
 from .memory import SessionMemory
 from .provider import provider_for
@@ -258,7 +259,7 @@ def _finish(
     run: TurnRun, status: str, code: str = "", message: str = "", final: Message | None = None
 ) -> None:
     turn = run.turn
-    fenced.finish(
+    reply_due = fenced.finish(
         turn,
         run.lease.fence,
         status=status,
@@ -268,6 +269,11 @@ def _finish(
         usage=run.usage,
         **_usage(turn),
     )
+    pause_point("turn.committed")
+    if reply_due:
+        # If this trigger is lost (the broker is down, or this worker dies first), the
+        # reaper sends another: the reply was made due in the commit above.
+        dispatch_reply(turn.tenant.slug, turn.pk)
     batch = []
     if final is not None:
         batch.append(("message.completed", {"seq": final.seq, "content": final.content}))
