@@ -81,7 +81,7 @@ class TurnRun:
     lease: Lease
     deadline: float
     started: float
-    # Metering records of model calls not yet written; the next fenced step writes them.
+    # Usage records of model calls not yet written; the next fenced step writes them.
     usage: list[UsageRecord] = field(default_factory=list)
 
     @property
@@ -201,10 +201,13 @@ def has_runnable_turn(session_id: int) -> bool:
 
 
 def run_turn(turn: Turn, lease: Lease) -> None:
-    # Usage records ride along with the turn's fenced writes; any left over are saved
-    # when the block ends.
-    with metering.collecting() as usage:
+    # Each model call's usage record rides along with the turn's next fenced write; any a
+    # turn could not write that way (lease lost, crash) are saved here.
+    usage: list[UsageRecord] = []
+    try:
         _run_turn(turn, lease, usage)
+    finally:
+        metering.save_unwritten(usage)
 
 
 def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> None:
@@ -423,6 +426,18 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
     turn.input_tokens += response.usage.input_tokens
     turn.output_tokens += response.usage.output_tokens
     turn.iterations += 1
+    # Money: the call goes on the ledger in the transaction of the next fenced step.
+    run.usage.append(
+        metering.usage_record(
+            tenant_id=turn.tenant_id,
+            agent_id=turn.agent_id,
+            turn_id=turn.pk,
+            provider=provider.name,
+            model=request.model,
+            input_tokens=response.usage.input_tokens,
+            output_tokens=response.usage.output_tokens,
+        )
+    )
     emit(
         "provider.call",
         **run.labels,
