@@ -129,6 +129,13 @@ ACTIVE_STATUSES = (TurnStatus.QUEUED, TurnStatus.RUNNING, TurnStatus.WAITING)
 FINAL_STATUSES = (TurnStatus.SUCCEEDED, TurnStatus.FAILED, TurnStatus.CANCELLED)
 
 
+class WaitingReason(models.TextChoices):
+    """Why a queued turn is held back by its tenant's limits (it is parked)."""
+
+    RATE_LIMITED = "rate_limited", "Over the tenant's request rate"
+    CONCURRENCY_LIMIT = "concurrency_limit", "The tenant's concurrent turns are all taken"
+
+
 class Turn(models.Model):
     """One user input and everything the agent did for it."""
 
@@ -155,6 +162,10 @@ class Turn(models.Model):
     # reaper; the reaper re-sends pending ones as soon as the broker answers again.
     dispatch_pending = models.BooleanField(default=False)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # A queued turn parked by a tenant limit: why, and when it resumes (unknown for the
+    # concurrency limit: when a running turn of the tenant ends). Cleared when it starts.
+    waiting_reason = models.CharField(max_length=32, choices=WaitingReason.choices, blank=True)
+    resumes_at = models.DateTimeField(null=True, blank=True)
     # The marketplace package version this turn runs on, fixed when it starts.
     package_version_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -61,6 +61,8 @@ def start_turn(turn: Turn, fence: int) -> bool:
                 output_field=PositiveIntegerField(),
             ),
             started_at=Coalesce(F("started_at"), timezone.now()),
+            waiting_reason="",  # no longer parked
+            resumes_at=None,
         )
         if not claimed:
             return False

@@ -14,12 +14,21 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 from redis.exceptions import RedisError
 
-from agents.models import ACTIVE_STATUSES, Message, MessageRole, Turn, TurnStatus
+from agents.models import (
+    ACTIVE_STATUSES,
+    Message,
+    MessageRole,
+    Turn,
+    TurnStatus,
+    WaitingReason,
+)
 from agents.providers.base import ProviderError, ProviderRequest, ProviderResponse
 from agents.tools import registry
 from agents.tools.base import ToolContext
@@ -60,10 +69,12 @@ class ParkTurn(Exception):
     continues the turn from its last saved step.
     """
 
-    def __init__(self, delay: float, reason: str):
+    def __init__(self, delay: float, reason: str, *, waiting_reason: str = ""):
         super().__init__(f"{reason}; resumes in {delay:.1f}s")
         self.delay = delay
         self.reason = reason
+        # Set when a tenant limit parks the turn: its readers see why it waits.
+        self.waiting_reason = waiting_reason
 
 
 class WaitForChildren(Exception):
@@ -123,6 +134,9 @@ def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
             turn = next_turn(session_id)
             while turn is not None:
                 if not limits.acquire_slot(turn.tenant, session_id, order=turn.pk):
+                    Turn.objects.filter(pk=turn.pk).update(
+                        **_parked(WaitingReason.CONCURRENCY_LIMIT)
+                    )
                     emit(
                         "limit.rejected",
                         tenant_id=tenant_id,
@@ -160,6 +174,20 @@ def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
         # taken and ended; look once more so it is not stranded.
         if not has_runnable_turn(session_id):
             return
+
+
+def _parked(reason: str, resumes_in: float | None = None) -> dict:
+    """The turn fields that let its readers (the API) see that a tenant limit holds it,
+    and until when (a concurrency wait has no known end); starting the turn clears them."""
+    resumes_at = None if resumes_in is None else timezone.now() + timedelta(seconds=resumes_in)
+    return {"waiting_reason": reason, "resumes_at": resumes_at}
+
+
+def _note_rate_parked(turn: Turn, resumes_in: float) -> None:
+    try:  # only for the tenant's view (`parked_sessions`)
+        limits.note_rate_parked(turn.tenant_id, turn.session_id, resumes_in=resumes_in)
+    except RedisError:
+        log.warning("could not count session %s as parked", turn.session_id)
 
 
 def _run_with_slot(turn: Turn, lease: Lease) -> None:
@@ -240,7 +268,10 @@ def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> None:
     except WaitForChildren:
         return
     except ParkTurn as park:
-        fenced.requeue(turn, lease.fence, usage=run.usage, **_usage(turn))
+        waiting = _parked(park.waiting_reason, park.delay) if park.waiting_reason else {}
+        fenced.requeue(turn, lease.fence, usage=run.usage, **_usage(turn), **waiting)
+        if park.waiting_reason == WaitingReason.RATE_LIMITED:
+            _note_rate_parked(turn, park.delay)
         log.info("turn %s %s", turn.pk, park)
         raise
     except LeaseLost:
@@ -385,7 +416,11 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
             except limits.RateLimited as exc:
                 emit("limit.rejected", **run.labels, limit="rate", detail=exc.message)
                 if exc.retry_after > settings.RATE_LIMIT_INLINE_WAIT_SECONDS:
-                    raise ParkTurn(exc.retry_after, "over the request rate")
+                    raise ParkTurn(
+                        exc.retry_after,
+                        "over the request rate",
+                        waiting_reason=WaitingReason.RATE_LIMITED,
+                    )
                 time.sleep(exc.retry_after)  # short: cheaper than a round trip via the queue
                 _check_boundary(run)
             except RedisError:

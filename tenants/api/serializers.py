@@ -31,7 +31,9 @@ class CurrentUsageSerializer(serializers.Serializer):
     tokens_today = serializers.IntegerField()
     tokens_this_month = serializers.IntegerField()
     concurrent_turns = serializers.IntegerField(help_text="turns holding a slot now")
-    parked_sessions = serializers.IntegerField(help_text="sessions waiting for a slot")
+    parked_sessions = serializers.IntegerField(
+        help_text="sessions whose next turn waits for the concurrency cap or the request rate"
+    )
     sessions = serializers.IntegerField()
 
 
