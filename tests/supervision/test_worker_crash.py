@@ -12,42 +12,20 @@ import pytest
 from django.db import connection
 
 from agents.models import ACTIVE_STATUSES, Message, Turn
-from tenants.models import UsageRecord
 from tests.support import conversation, wait_until
 
-from .conftest import answers_per_turn, not_succeeded, wait_for_turns
+from .conftest import (
+    answers_per_turn,
+    assert_ledger_matches_received_calls,
+    last_user_text,
+    not_succeeded,
+    wait_for_turns,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SESSIONS = 10
 PER_SESSION = 5
-
-
-def last_user_text(record: dict) -> str:
-    return next(m["content"] for m in reversed(record["messages"]) if m["role"] == "user")
-
-
-def assert_ledger_matches_received_calls(model, turns: dict[int, Turn], lost: set[int]) -> None:
-    """One usage record per model call a live worker received, none lost or doubled, with
-    the tokens each turn counted. `lost`: ids of the records whose caller died first."""
-    content_of = {
-        turn_id: content
-        for turn_id, content in Message.objects.filter(turn_id__in=turns, role="user").values_list(
-            "turn_id", "content"
-        )
-    }
-    received = Counter(
-        last_user_text(r) for r in model.requests if r["status"] == 200 and id(r) not in lost
-    )
-    records = UsageRecord.objects.filter(turn_id__in=turns)
-    on_ledger = Counter(
-        content_of[turn_id] for turn_id in records.values_list("turn_id", flat=True)
-    )
-    assert on_ledger == received
-    for turn in turns.values():
-        mine = records.filter(turn=turn)
-        assert sum(r.input_tokens for r in mine) == turn.input_tokens, turn.pk
-        assert sum(r.output_tokens for r in mine) == turn.output_tokens, turn.pk
 
 
 def all_answers_saved(model, ignore: set[int] = frozenset()) -> bool:
