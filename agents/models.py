@@ -129,6 +129,13 @@ ACTIVE_STATUSES = (TurnStatus.QUEUED, TurnStatus.RUNNING, TurnStatus.WAITING)
 FINAL_STATUSES = (TurnStatus.SUCCEEDED, TurnStatus.FAILED, TurnStatus.CANCELLED)
 
 
+class WaitingReason(models.TextChoices):
+    """Why a queued turn is held back by its tenant's limits (it is parked)."""
+
+    RATE_LIMITED = "rate_limited", "Over the tenant's request rate"
+    CONCURRENCY_LIMIT = "concurrency_limit", "The tenant's concurrent turns are all taken"
+
+
 class Turn(models.Model):
     """One user input and everything the agent did for it."""
 
@@ -155,6 +162,10 @@ class Turn(models.Model):
     # reaper; the reaper re-sends pending ones as soon as the broker answers again.
     dispatch_pending = models.BooleanField(default=False)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # A queued turn parked by a tenant limit: why, and when it resumes (unknown for the
+    # concurrency limit: when a running turn of the tenant ends). Cleared when it starts.
+    waiting_reason = models.CharField(max_length=32, choices=WaitingReason.choices, blank=True)
+    resumes_at = models.DateTimeField(null=True, blank=True)
     # The marketplace package version this turn runs on, fixed when it starts.
     package_version_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -395,6 +406,11 @@ class ChannelBinding(models.Model):
         return f"{self.tenant.slug}/{self.kind} {label}"
 
 
+# The sources of turns whose answer may be posted to a channel (a ChannelDelivery):
+# Slack and Discord webhooks, and cron runs with a delivery.
+DELIVERED_SOURCES = ("slack", "discord", "cron")
+
+
 class ChannelDelivery(models.Model):
     """Where a channel turn's answer goes, and whether it got there (at most once).
 
@@ -418,10 +434,21 @@ class ChannelDelivery(models.Model):
     failed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # When a posting attempt is due: set in the turn's final fenced transaction, pushed
+    # back by a retry's wait. A pending delivery still unposted well after this lost its
+    # trigger (a worker died, the broker was down); the reaper sends it again.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name_plural = "channel deliveries"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(delivered_at__isnull=True, failed_at__isnull=True),
+                name="delivery_pending_due",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"delivery of turn {self.turn_id} ({self.status})"

@@ -41,7 +41,11 @@ def resume_session(*, tenant: str, session_id: int) -> None:
 def reap_stale_turns() -> dict:
     """celery-beat runs this every REAPER_INTERVAL_SECONDS (see beamclaw.celery)."""
     report = reaper.reap_stale_turns()
-    return {"running": report.redispatched_running, "queued": report.redispatched_queued}
+    return {
+        "running": report.redispatched_running,
+        "queued": report.redispatched_queued,
+        "replies": report.redispatched_replies,
+    }
 
 
 @shared_task(name="agents.compute_capacity")
@@ -66,7 +70,7 @@ def fire_cron_job(*, tenant: str, cron_job_id: int) -> str | None:
 
 @shared_task(name="agents.deliver_reply", bind=True, max_retries=None)
 def deliver_reply(self, *, tenant: str, turn_id: int) -> str:
-    """Post a finished channel turn's answer (sent by agents.channels.delivery)."""
+    """Post a finished channel turn's answer (sent when the turn ends, or by the reaper)."""
     from agents.channels import delivery
 
     outcome = delivery.deliver_reply(tenant_slug=tenant, turn_id=turn_id)

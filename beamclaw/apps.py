@@ -15,10 +15,10 @@ class BeamclawConfig(AppConfig):
         # Every process (web, workers, beat, commands) gets the same handlers; register()
         # ignores a handler it already has, so a second ready() adds nothing. The metrics
         # module is imported only now, after settings exported PROMETHEUS_MULTIPROC_DIR.
+        # Telemetry only counts and logs: money (usage records) and replies are written
+        # by the turn loop itself, in its fenced transactions.
         from beamclaw import event_log, metrics, telemetry
-        from tenants import metering
 
-        telemetry.register(metering.record_usage, "provider.call")
         telemetry.register(metrics.observe)
         telemetry.register(event_log.log_event)
 

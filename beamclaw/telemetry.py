@@ -1,8 +1,9 @@
 """One `emit(event, **metadata)` for everything worth counting; handlers do the rest.
 
-The runtime emits plain events (`turn.started`, `provider.call`, ...); metering, Prometheus
-metrics and structured logs are handlers registered for them. A failing handler is logged
-and never fails the turn that emitted.
+The runtime emits plain events (`turn.started`, `provider.call`, ...); Prometheus metrics
+and structured logs are handlers registered for them. A failing handler is logged and
+never fails the turn that emitted, so a handler only counts and logs: nothing that must
+happen (usage records, channel replies) is done here.
 """
 
 from __future__ import annotations

@@ -158,6 +158,22 @@ def _parked_key(tenant_id: int) -> str:
     return _tenant_key(tenant_id, "parked")
 
 
+def _rate_parked_key(tenant_id: int) -> str:
+    return _tenant_key(tenant_id, "rate-parked")
+
+
+def note_rate_parked(tenant_id: int, session_id: int, *, resumes_in: float) -> None:
+    """Count the session as parked by the request rate until it resumes (for the tenant's
+    own view: `parked_sessions`); the entry lapses by itself at that time."""
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    parked = _rate_parked_key(tenant_id)
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.zadd(parked, {session_id: now_ms + int(resumes_in * 1000)})
+    pipe.zremrangebyscore(parked, "-inf", now_ms)
+    pipe.pexpire(parked, int(resumes_in * 1000) + 60_000)
+    pipe.execute()
+
+
 def _slot_ttl_ms() -> int:
     return int(settings.TURN_LEASE_SECONDS * 1000)
 
@@ -189,7 +205,8 @@ def release_slot(tenant: Tenant, session_id: int) -> int | None:
 
 
 def current_usage(tenant: Tenant) -> dict[str, int]:
-    """Tokens used today and this month; turns and event streams holding a slot now."""
+    """Tokens used today and this month; turns and event streams holding a slot now; sessions
+    parked by the concurrency cap or the request rate."""
     now = datetime.now(UTC)
     day_key, month_key = _budget_keys(tenant.pk, now)
     client = get_redis()
@@ -201,13 +218,14 @@ def current_usage(tenant: Tenant) -> dict[str, int]:
     pipe.get(month_key)
     pipe.zcount(slots_key(tenant.pk), now_ms, "+inf")
     pipe.zcard(_parked_key(tenant.pk))
+    pipe.zcount(_rate_parked_key(tenant.pk), now_ms, "+inf")
     pipe.zcount(stream_slots_key(tenant.pk), now_ms, "+inf")
-    day, month, running, parked, streams = pipe.execute()
+    day, month, running, parked_for_slot, parked_for_rate, streams = pipe.execute()
     return {
         "tokens_today": int(day or 0),
         "tokens_this_month": int(month or 0),
         "concurrent_turns": running,
-        "parked_sessions": parked,
+        "parked_sessions": parked_for_slot + parked_for_rate,
         "open_streams": streams,
         "sessions": tenant.sessions.count(),
     }

@@ -1,20 +1,16 @@
 """Usage metering: one UsageRecord per successful model call, priced from settings.MODEL_PRICES.
 
-A telemetry handler for `provider.call` (registered in beamclaw.apps). The records are the
-ledger that budgets (re-seeded from them after a Redis restart), invoices and the usage API
-sum up. A running turn collects its records (`collecting()`) and writes them in the
-transaction of its next fenced step, which saves a transaction per model call.
+The records are the ledger that budgets (re-seeded from them after a Redis restart),
+invoices and the usage API sum up. The turn loop makes a record after each model call
+(`usage_record`) and writes it in the transaction of its next fenced step, which saves a
+transaction per call; `save_unwritten` keeps the ones a turn could not write that way.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 from django.conf import settings
 
@@ -57,51 +53,36 @@ def cost_of(model: str, input_tokens: int, output_tokens: int) -> Decimal:
     return cost.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
 
 
-def record_usage(event: str, metadata: dict[str, Any]) -> None:
-    """Telemetry handler for `provider.call`: meter a successful call (a failed one has no
-    tokens to bill)."""
-    if not metadata.get("ok"):
-        return
-    model = metadata["model"]
-    input_tokens = int(metadata.get("input_tokens") or 0)
-    output_tokens = int(metadata.get("output_tokens") or 0)
-    record = UsageRecord(
-        tenant_id=metadata["tenant_id"],
-        agent_id=metadata.get("agent_id"),
-        turn_id=metadata.get("turn_id"),
-        provider=metadata["provider"],
+def usage_record(
+    *,
+    tenant_id: int,
+    agent_id: int | None,
+    turn_id: int | None,
+    provider: str,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+) -> UsageRecord:
+    """The ledger entry of one successful model call, priced; not saved yet."""
+    return UsageRecord(
+        tenant_id=tenant_id,
+        agent_id=agent_id,
+        turn_id=turn_id,
+        provider=provider,
         model=model,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cost=cost_of(model, input_tokens, output_tokens),
     )
-    pending = getattr(_collected, "records", None)
-    if pending is not None:
-        pending.append(record)
-    else:
-        record.save()
 
 
-_collected = threading.local()
-
-
-@contextmanager
-def collecting() -> Iterator[list[UsageRecord]]:
-    """Within the block, this thread's usage records are kept in the yielded list, unsaved.
-
-    The caller saves them in its own transaction (bulk_create) and empties the list; what
-    is still in it at the end (the turn lost its lease, crashed) is saved here, so a call
-    that was paid for is always on the ledger.
-    """
-    previous = getattr(_collected, "records", None)
-    records: list[UsageRecord] = []
-    _collected.records = records
+def save_unwritten(records: list[UsageRecord]) -> None:
+    """Save the records no fenced step wrote (the turn lost its lease, or crashed): a call
+    that was paid for is always on the ledger. Empties the list."""
+    if not records:
+        return
     try:
-        yield records
-    finally:
-        _collected.records = previous
-        if records:
-            try:
-                UsageRecord.objects.bulk_create(records)
-            except Exception:
-                log.exception("could not save %d usage record(s)", len(records))
+        UsageRecord.objects.bulk_create(records)
+    except Exception:
+        log.exception("could not save %d usage record(s)", len(records))
+    records.clear()

@@ -91,7 +91,8 @@ class ApiKey(models.Model):
 
 
 class UsageRecord(models.Model):
-    """One model call's tokens and cost; written from telemetry, summed for budgets and bills."""
+    """One model call's tokens and cost; written by the turn loop with the step that made the
+    call, summed for budgets and bills."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_records")
     agent = models.ForeignKey(

@@ -2,7 +2,15 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.models import Agent, Message, ProviderName, QueueMode, Session, Turn
+from agents.models import (
+    Agent,
+    Message,
+    ProviderName,
+    QueueMode,
+    Session,
+    Turn,
+    WaitingReason,
+)
 from agents.tools import registry
 from beamclaw.api.schema import ErrorSerializer
 
@@ -87,10 +95,24 @@ class MessageSerializer(serializers.ModelSerializer):
         ]
 
 
+class WaitingSerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(
+        choices=WaitingReason.choices,
+        help_text="rate_limited: over the tenant's request rate; concurrency_limit: "
+        "the tenant's concurrent turns are all taken",
+    )
+    resumes_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="when the turn runs again; null for concurrency_limit (when a running "
+        "turn of the tenant ends)",
+    )
+
+
 class TurnSerializer(serializers.ModelSerializer):
     session = serializers.CharField(source="session.key", read_only=True)
     agent = serializers.CharField(source="agent.slug", read_only=True)
     error = serializers.SerializerMethodField()
+    waiting = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
     reply = serializers.SerializerMethodField()
 
@@ -106,6 +128,7 @@ class TurnSerializer(serializers.ModelSerializer):
             "attempts",
             "iterations",
             "cancel_requested",
+            "waiting",
             "error",
             "usage",
             "reply",
@@ -119,6 +142,15 @@ class TurnSerializer(serializers.ModelSerializer):
         if not turn.error_code:
             return None
         return {"code": turn.error_code, "message": turn.error_message}
+
+    @extend_schema_field(WaitingSerializer(allow_null=True))
+    def get_waiting(self, turn: Turn) -> dict | None:
+        """Why a queued turn is parked by its tenant's limits, and until when; else null."""
+        if not turn.waiting_reason or turn.is_final:
+            return None
+        return WaitingSerializer(
+            {"reason": turn.waiting_reason, "resumes_at": turn.resumes_at}
+        ).data
 
     def get_usage(self, turn: Turn) -> dict[str, int]:
         return {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens}

@@ -1,11 +1,13 @@
 """Answers back to Slack and Discord: when a channel turn finishes, post what it said.
 
-A telemetry handler (registered by AgentsConfig.ready in every process) sees each
-`turn.finished`; for a turn with a ChannelDelivery it sends the Celery task
-`agents.deliver_reply`, which posts the answer (or a short note if the turn failed or
-was cancelled). A delivery is claimed in the database before anything is posted, and the
-pieces of a long answer are counted as they go out, so one turn is never answered twice
-and a retry after a 429 or 5xx continues where the last attempt stopped.
+A turn with a ChannelDelivery makes it due in its final fenced transaction
+(`agents.runtime.fenced.finish`); the worker then sends the Celery task
+`agents.deliver_reply`, which posts the answer (or a short note if the turn failed or was
+cancelled). If that trigger is lost (the worker died right after the commit, the broker
+was down), the reaper sends it again. A delivery is claimed in the database before
+anything is posted, and the pieces of a long answer are counted as they go out, so one
+turn is never answered twice and a retry after a 429 or 5xx continues where the last
+attempt stopped.
 
 The turns are those of webhooks (an answer to a Slack message or a Discord command) and
 those of cron jobs with a delivery (`channel_target`: a post in a channel, as the bot).
@@ -19,7 +21,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -33,7 +34,6 @@ from agents.models import (
     Turn,
     TurnStatus,
 )
-from beamclaw import telemetry
 from beamclaw.api.errors import ApiError
 from beamclaw.crypto import decrypt
 
@@ -41,37 +41,10 @@ from . import DeliveryFailed, bindings, discord, slack
 
 log = logging.getLogger(__name__)
 
-# Webhook turns, and cron runs (agents.cron.SOURCE) whose job has a delivery.
-DELIVERED_SOURCES = (slack.SOURCE, discord.SOURCE, "cron")
 # A delivery task holds its row this long: more than posting every piece takes (each
 # call is bounded by CHANNEL_HTTP_TIMEOUT), so a duplicate trigger meanwhile does nothing.
 CLAIM_SECONDS = 300
 MAX_RETRY_DELAY_SECONDS = 300.0
-
-
-def register() -> None:
-    telemetry.register(on_turn_finished, "turn.finished")
-
-
-def on_turn_finished(event: str, metadata: dict) -> None:
-    """Telemetry handler: a finished channel turn gets its answer posted by a task."""
-    turn_id = metadata.get("turn_id")
-    pending = ChannelDelivery.objects.filter(
-        turn_id=turn_id, turn__source__in=DELIVERED_SOURCES, delivered_at__isnull=True
-    )
-    if turn_id is None or not pending.exists():
-        return
-    tenant = metadata["tenant"]
-    transaction.on_commit(lambda: _send_task(tenant, turn_id))
-
-
-def _send_task(tenant: str, turn_id: int) -> None:
-    from agents.tasks import deliver_reply
-
-    try:
-        deliver_reply.apply_async(kwargs={"tenant": tenant, "turn_id": turn_id})
-    except Exception:  # the broker is down: the answer is lost, the turn row keeps it
-        log.exception("could not queue the reply of turn %s", turn_id)
 
 
 @dataclass(frozen=True)
@@ -108,10 +81,14 @@ def deliver_reply(*, tenant_slug: str, turn_id: int) -> Outcome:
             ChannelDelivery.objects.filter(pk=delivery.pk).update(parts_sent=index + 1)
     except DeliveryFailed as failure:
         retry = failure.retryable and delivery.attempts < settings.CHANNEL_DELIVERY_MAX_ATTEMPTS
+        retry_in = _retry_delay(failure, delivery.attempts) if retry else None
+        now = timezone.now()
         ChannelDelivery.objects.filter(pk=delivery.pk).update(
             claimed_until=None,
             last_error=failure.message[:1000],
-            failed_at=None if retry else timezone.now(),
+            failed_at=None if retry else now,
+            # The reaper re-sends a trigger only once this retry is overdue.
+            next_attempt_at=now + timedelta(seconds=retry_in) if retry else F("next_attempt_at"),
         )
         log.warning(
             "reply of turn %s, attempt %s: %s%s",
@@ -122,7 +99,7 @@ def deliver_reply(*, tenant_slug: str, turn_id: int) -> Outcome:
         )
         if not retry:
             return Outcome("failed")
-        return Outcome("retry", retry_in=_retry_delay(failure, delivery.attempts))
+        return Outcome("retry", retry_in=retry_in)
     ChannelDelivery.objects.filter(pk=delivery.pk).update(
         delivered_at=timezone.now(), claimed_until=None, last_error=""
     )

@@ -94,6 +94,8 @@ class FakeModelServer:
         self._records: list[Record] = []
         self._in_flight = 0
         self._peak = 0
+        self._answers_open = True  # hold_answers() closes it
+        self._answers_being_written = 0
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -202,6 +204,25 @@ class FakeModelServer:
             self._rules.clear()
             self._records.clear()
             self._peak = self._in_flight
+            self._answers_open = True
+            self._lock.notify_all()
+
+    def hold_answers(self) -> None:
+        """Stop answering: requests wait (after their latency) until release_answers().
+
+        Returns once no answer is being written, so every request is then either fully
+        answered or not answered at all: a test can kill a client knowing which calls it
+        received.
+        """
+        with self._lock:
+            self._answers_open = False
+            while self._answers_being_written:
+                self._lock.wait()
+
+    def release_answers(self) -> None:
+        with self._lock:
+            self._answers_open = True
+            self._lock.notify_all()
 
     # -- what was asked ----------------------------------------------------------------
 
@@ -277,14 +298,24 @@ class FakeModelServer:
             self._in_flight += 1
             self._peak = max(self._peak, self._in_flight)
             rule = self._take_rule(record)
+        writing = False
         try:
             latency = self.latency if rule is None or rule.latency is None else rule.latency
             if latency and self._stopping.wait(latency):
                 return
+            with self._lock:
+                while not self._answers_open:
+                    if self._stopping.is_set():
+                        return
+                    self._lock.wait(0.05)
+                self._answers_being_written += 1
+                writing = True
             record["status"] = self._answer(handler, fmt, body, record, rule, number)
         finally:
             with self._lock:
                 self._in_flight -= 1
+                if writing:
+                    self._answers_being_written -= 1
                 record["finished_at"] = time.time()
                 self._lock.notify_all()
 

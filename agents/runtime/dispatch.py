@@ -1,8 +1,8 @@
-"""Sending the Celery triggers for turns and sessions, on their tenant's queue.
+"""Sending the Celery triggers for turns, sessions and replies, on their tenant's queue.
 
 A trigger that cannot be sent (the broker is down) is not an error for the caller: the
-turn row is already committed, so it is flagged `dispatch_pending` and the reaper sends
-it once the broker answers again.
+row is already committed, so the reaper sends it once the broker answers again (a turn
+is flagged `dispatch_pending`; a reply's ChannelDelivery stays due and unposted).
 """
 
 from __future__ import annotations
@@ -45,6 +45,18 @@ def dispatch_session(tenant_slug: str, session_id: int, *, countdown: float = 0)
     except Exception:
         log.warning("broker unreachable: session %s waits for the reaper", session_id)
         _mark_pending(session_id=session_id)
+        return False
+    return True
+
+
+def dispatch_reply(tenant_slug: str, turn_id: int) -> bool:
+    """Send `deliver_reply` for a finished turn's channel answer. False if the broker refused."""
+    from agents.tasks import deliver_reply
+
+    try:
+        deliver_reply.apply_async(kwargs={"tenant": tenant_slug, "turn_id": turn_id})
+    except Exception:
+        log.warning("broker unreachable: the reply of turn %s waits for the reaper", turn_id)
         return False
     return True
 

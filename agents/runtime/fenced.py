@@ -13,7 +13,14 @@ from django.db.models import Case, F, PositiveIntegerField, Q, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from agents.models import Message, MessageRole, Turn, TurnStatus
+from agents.models import (
+    DELIVERED_SOURCES,
+    ChannelDelivery,
+    Message,
+    MessageRole,
+    Turn,
+    TurnStatus,
+)
 from tenants.models import UsageRecord
 
 from .lease import LeaseLost
@@ -54,6 +61,8 @@ def start_turn(turn: Turn, fence: int) -> bool:
                 output_field=PositiveIntegerField(),
             ),
             started_at=Coalesce(F("started_at"), timezone.now()),
+            waiting_reason="",  # no longer parked
+            resumes_at=None,
         )
         if not claimed:
             return False
@@ -87,23 +96,37 @@ def append(
     transaction and removed from the list once committed.
     """
     with transaction.atomic():
-        first = _take_seqs(turn.session_id, fence, len(messages))
-        for offset, message in enumerate(messages):
-            message.session_id = turn.session_id
-            message.turn = turn
-            message.seq = first + offset
-        if messages:
-            Message.objects.bulk_create(messages)
-        if usage:
-            UsageRecord.objects.bulk_create(usage)
-        if turn_fields:
-            Turn.objects.filter(pk=turn.pk).update(**turn_fields)
+        _write_step(turn, fence, messages, usage, turn_fields)
+    _committed(turn, usage, turn_fields)
+    return messages
+
+
+def _write_step(
+    turn: Turn,
+    fence: int,
+    messages: list[Message],
+    usage: list[UsageRecord] | None,
+    turn_fields: dict[str, object],
+) -> None:
+    first = _take_seqs(turn.session_id, fence, len(messages))
+    for offset, message in enumerate(messages):
+        message.session_id = turn.session_id
+        message.turn = turn
+        message.seq = first + offset
+    if messages:
+        Message.objects.bulk_create(messages)
+    if usage:
+        UsageRecord.objects.bulk_create(usage)
+    if turn_fields:
+        Turn.objects.filter(pk=turn.pk).update(**turn_fields)
+
+
+def _committed(turn: Turn, usage: list[UsageRecord] | None, turn_fields: dict[str, object]) -> None:
     if usage:
         usage.clear()
     for name, value in turn_fields.items():
         if not hasattr(value, "resolve_expression"):
             setattr(turn, name, value)
-    return messages
 
 
 def requeue(
@@ -124,13 +147,27 @@ def finish(
     messages: list[Message] | None = None,
     usage: list[UsageRecord] | None = None,
     **turn_fields: object,
-) -> None:
-    """End the turn (with its final messages, if any) in one fenced transaction."""
+) -> bool:
+    """End the turn (with its final messages, if any) in one fenced transaction.
+
+    A channel turn's reply becomes due in the same transaction, so no worker crash or
+    broker outage after the commit can lose it: the reaper posts what the caller could
+    not. Returns whether a reply is due now (the caller sends its trigger).
+    """
+    now = timezone.now()
     fields = dict(
         status=status,
         error_code=error_code,
         error_message=error_message[:2000],
-        finished_at=timezone.now(),
+        finished_at=now,
         **turn_fields,
     )
-    append(turn, fence, messages or [], usage=usage, **fields)
+    reply_due = False
+    with transaction.atomic():
+        _write_step(turn, fence, messages or [], usage, fields)
+        if turn.source in DELIVERED_SOURCES:
+            reply_due = bool(
+                ChannelDelivery.objects.filter(turn_id=turn.pk).update(next_attempt_at=now)
+            )
+    _committed(turn, usage, fields)
+    return reply_due

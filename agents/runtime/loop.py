@@ -15,15 +15,25 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 from redis.exceptions import RedisError
 
-from agents.models import ACTIVE_STATUSES, Message, MessageRole, Turn, TurnStatus
+from agents.models import (
+    ACTIVE_STATUSES,
+    Message,
+    MessageRole,
+    Turn,
+    TurnStatus,
+    WaitingReason,
+)
 from agents.providers.base import ProviderError, ProviderRequest, ProviderResponse
 from agents.tools import registry
 from agents.tools.base import ToolContext
+from beamclaw.pause_points import pause_point
 from beamclaw.redis import get_redis
 from beamclaw.telemetry import emit
 from tenants import limits, metering
@@ -31,7 +41,7 @@ from tenants.models import UsageRecord
 
 from . import events, fenced, subagents
 from .context import build_context, estimate_tokens, load_history
-from .dispatch import dispatch_session
+from .dispatch import dispatch_reply, dispatch_session
 from .lease import Lease, LeaseLost
 from .memory import SessionMemory
 from .provider import provider_for
@@ -60,10 +70,12 @@ class ParkTurn(Exception):
     continues the turn from its last saved step.
     """
 
-    def __init__(self, delay: float, reason: str):
+    def __init__(self, delay: float, reason: str, *, waiting_reason: str = ""):
         super().__init__(f"{reason}; resumes in {delay:.1f}s")
         self.delay = delay
         self.reason = reason
+        # Set when a tenant limit parks the turn: its readers see why it waits.
+        self.waiting_reason = waiting_reason
 
 
 class WaitForChildren(Exception):
@@ -81,7 +93,7 @@ class TurnRun:
     lease: Lease
     deadline: float
     started: float
-    # Metering records of model calls not yet written; the next fenced step writes them.
+    # Usage records of model calls not yet written; the next fenced step writes them.
     usage: list[UsageRecord] = field(default_factory=list)
 
     @property
@@ -123,6 +135,9 @@ def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
             turn = next_turn(session_id)
             while turn is not None:
                 if not limits.acquire_slot(turn.tenant, session_id, order=turn.pk):
+                    Turn.objects.filter(pk=turn.pk).update(
+                        **_parked(WaitingReason.CONCURRENCY_LIMIT)
+                    )
                     emit(
                         "limit.rejected",
                         tenant_id=tenant_id,
@@ -160,6 +175,20 @@ def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
         # taken and ended; look once more so it is not stranded.
         if not has_runnable_turn(session_id):
             return
+
+
+def _parked(reason: str, resumes_in: float | None = None) -> dict:
+    """The turn fields that let its readers (the API) see that a tenant limit holds it,
+    and until when (a concurrency wait has no known end); starting the turn clears them."""
+    resumes_at = None if resumes_in is None else timezone.now() + timedelta(seconds=resumes_in)
+    return {"waiting_reason": reason, "resumes_at": resumes_at}
+
+
+def _note_rate_parked(turn: Turn, resumes_in: float) -> None:
+    try:  # only for the tenant's view (`parked_sessions`)
+        limits.note_rate_parked(turn.tenant_id, turn.session_id, resumes_in=resumes_in)
+    except RedisError:
+        log.warning("could not count session %s as parked", turn.session_id)
 
 
 def _run_with_slot(turn: Turn, lease: Lease) -> None:
@@ -201,10 +230,13 @@ def has_runnable_turn(session_id: int) -> bool:
 
 
 def run_turn(turn: Turn, lease: Lease) -> None:
-    # Usage records ride along with the turn's fenced writes; any left over are saved
-    # when the block ends.
-    with metering.collecting() as usage:
+    # Each model call's usage record rides along with the turn's next fenced write; any a
+    # turn could not write that way (lease lost, crash) are saved here.
+    usage: list[UsageRecord] = []
+    try:
         _run_turn(turn, lease, usage)
+    finally:
+        metering.save_unwritten(usage)
 
 
 def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> None:
@@ -237,7 +269,10 @@ def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> None:
     except WaitForChildren:
         return
     except ParkTurn as park:
-        fenced.requeue(turn, lease.fence, usage=run.usage, **_usage(turn))
+        waiting = _parked(park.waiting_reason, park.delay) if park.waiting_reason else {}
+        fenced.requeue(turn, lease.fence, usage=run.usage, **_usage(turn), **waiting)
+        if park.waiting_reason == WaitingReason.RATE_LIMITED:
+            _note_rate_parked(turn, park.delay)
         log.info("turn %s %s", turn.pk, park)
         raise
     except LeaseLost:
@@ -267,7 +302,7 @@ def _finish(
     run: TurnRun, status: str, code: str = "", message: str = "", final: Message | None = None
 ) -> None:
     turn = run.turn
-    fenced.finish(
+    reply_due = fenced.finish(
         turn,
         run.lease.fence,
         status=status,
@@ -277,6 +312,11 @@ def _finish(
         usage=run.usage,
         **_usage(turn),
     )
+    pause_point("turn.committed")
+    if reply_due:
+        # If this trigger is lost (the broker is down, or this worker dies first), the
+        # reaper sends another: the reply was made due in the commit above.
+        dispatch_reply(turn.tenant.slug, turn.pk)
     batch = []
     if final is not None:
         batch.append(("message.completed", {"seq": final.seq, "content": final.content}))
@@ -389,7 +429,11 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
             except limits.RateLimited as exc:
                 emit("limit.rejected", **run.labels, limit="rate", detail=exc.message)
                 if exc.retry_after > settings.RATE_LIMIT_INLINE_WAIT_SECONDS:
-                    raise ParkTurn(exc.retry_after, "over the request rate")
+                    raise ParkTurn(
+                        exc.retry_after,
+                        "over the request rate",
+                        waiting_reason=WaitingReason.RATE_LIMITED,
+                    )
                 time.sleep(exc.retry_after)  # short: cheaper than a round trip via the queue
                 _check_boundary(run)
             except RedisError:
@@ -435,6 +479,18 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
     turn.input_tokens += response.usage.input_tokens
     turn.output_tokens += response.usage.output_tokens
     turn.iterations += 1
+    # Money: the call goes on the ledger in the transaction of the next fenced step.
+    run.usage.append(
+        metering.usage_record(
+            tenant_id=turn.tenant_id,
+            agent_id=turn.agent_id,
+            turn_id=turn.pk,
+            provider=provider.name,
+            model=request.model,
+            input_tokens=response.usage.input_tokens,
+            output_tokens=response.usage.output_tokens,
+        )
+    )
     emit(
         "provider.call",
         **run.labels,

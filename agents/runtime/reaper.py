@@ -10,7 +10,10 @@ down at submission — shows up in the Turn table and is re-triggered here:
   it fails with `worker_lost` and the session moves on;
 - a `queued` turn whose trigger could not be sent, or that has waited
   TURN_REDISPATCH_AFTER_SECONDS while nobody holds its session;
-- a `waiting` turn whose sub-agents have all ended but whose wake-up was lost.
+- a `waiting` turn whose sub-agents have all ended but whose wake-up was lost;
+- a channel reply (ChannelDelivery) that became due when its turn ended but was not
+  posted TURN_REDISPATCH_AFTER_SECONDS later: its trigger was lost (the worker died
+  right after the turn's commit, the broker was down) or its retry is overdue.
 
 It also puts back Celery messages a killed worker had reserved but not started (they
 sit in the Redis transport's `unacked` set): kombu sweeps them only when a worker starts
@@ -33,10 +36,10 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from agents.models import ACTIVE_STATUSES, Turn, TurnStatus
+from agents.models import ACTIVE_STATUSES, ChannelDelivery, Turn, TurnStatus
 from beamclaw.redis import get_redis, key
 
-from .dispatch import dispatch_session, mark_dispatched
+from .dispatch import dispatch_reply, dispatch_session, mark_dispatched
 from .lease import lease_key
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ BATCH = 500
 class ReapReport:
     redispatched_running: list[int] = field(default_factory=list)  # turn ids
     redispatched_queued: list[int] = field(default_factory=list)  # session ids
+    redispatched_replies: list[int] = field(default_factory=list)  # turn ids
 
 
 def _suspects_key() -> str:
@@ -136,6 +140,31 @@ def _reap_waiting(report: ReapReport) -> None:
             report.redispatched_queued.append(session_id)
 
 
+def _reap_replies(report: ReapReport) -> None:
+    """Channel replies that are due but whose trigger never ran (or ran and died)."""
+    now = timezone.now()
+    overdue = (
+        ChannelDelivery.objects.filter(
+            delivered_at__isnull=True,
+            failed_at__isnull=True,
+            next_attempt_at__lt=now - timedelta(seconds=settings.TURN_REDISPATCH_AFTER_SECONDS),
+        )
+        # A claimed one is being posted now; its claim expires if that worker died.
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .order_by("next_attempt_at")
+        .values_list("pk", "turn_id", "turn__tenant__slug")[:BATCH]
+    )
+    sent = []
+    for delivery_id, turn_id, slug in overdue:
+        if dispatch_reply(slug, turn_id):
+            sent.append(delivery_id)
+            report.redispatched_replies.append(turn_id)
+    if sent:
+        # A duplicate trigger is harmless (the claim and `parts_sent` make posting once),
+        # but waiting a full period again before the next one keeps them rare.
+        ChannelDelivery.objects.filter(pk__in=sent).update(next_attempt_at=now)
+
+
 def restore_stranded_messages() -> None:
     """Requeue the Redis transport's reserved messages older than its visibility timeout."""
     from beamclaw.celery import app
@@ -152,15 +181,19 @@ def reap_stale_turns() -> ReapReport:
     _reap_running(report)
     _reap_waiting(report)
     _reap_queued(report)
+    _reap_replies(report)
     try:
         restore_stranded_messages()
     except Exception:  # the broker is away: next time
         log.warning("could not look for stranded messages", exc_info=True)
-    if report.redispatched_running or report.redispatched_queued:
+    if report.redispatched_running or report.redispatched_queued or report.redispatched_replies:
         log.warning(
-            "reaper re-dispatched %d orphaned running turn(s) %s and %d waiting session(s)",
+            "reaper re-dispatched %d orphaned running turn(s) %s, %d waiting session(s) "
+            "and %d channel reply(ies) %s",
             len(report.redispatched_running),
             report.redispatched_running[:20],
             len(report.redispatched_queued),
+            len(report.redispatched_replies),
+            report.redispatched_replies[:20],
         )
     return report

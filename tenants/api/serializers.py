@@ -34,7 +34,9 @@ class CurrentUsageSerializer(serializers.Serializer):
     tokens_today = serializers.IntegerField()
     tokens_this_month = serializers.IntegerField()
     concurrent_turns = serializers.IntegerField(help_text="turns holding a slot now")
-    parked_sessions = serializers.IntegerField(help_text="sessions waiting for a slot")
+    parked_sessions = serializers.IntegerField(
+        help_text="sessions whose next turn waits for the concurrency cap or the request rate"
+    )
     open_streams = serializers.IntegerField(
         help_text="event streams and `wait` requests open now (max_concurrent_streams)"
     )

@@ -9,7 +9,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents import services
-from agents.models import Turn
+from agents.channels import bindings
+from agents.models import ChannelDelivery, Turn
 from agents.runtime.lease import Lease
 from agents.runtime.reaper import reap_stale_turns
 from tenants.models import Tenant
@@ -80,3 +81,36 @@ def test_a_running_turn_with_a_live_lease_is_left_alone(lonely, settings):
     assert reap_stale_turns().redispatched_running == []
     assert reap_stale_turns().redispatched_running == []
     lease.release()
+
+
+def test_an_overdue_channel_reply_is_re_sent_once_and_a_retry_not_yet_due_is_left_alone(
+    lonely, settings
+):
+    settings.TURN_REDISPATCH_AFTER_SECONDS = 30
+    turns = [submit(lonely, f"agent:ops:s{i}") for i in range(4)]
+    binding = bindings.create_binding(
+        tenant=lonely, kind="slack", agent="ops", signing_secret="s" * 32, bot_token="xoxb-1"
+    )
+    now = timezone.now()
+    overdue, retry_later, delivered, posting = (
+        ChannelDelivery.objects.create(turn=turn, binding=binding, target={"channel": "C1"})
+        for turn in turns
+    )
+    ChannelDelivery.objects.filter(pk=overdue.pk).update(next_attempt_at=now - timedelta(minutes=1))
+    ChannelDelivery.objects.filter(pk=retry_later.pk).update(
+        next_attempt_at=now + timedelta(minutes=2)  # a 429's Retry-After is being honoured
+    )
+    ChannelDelivery.objects.filter(pk=delivered.pk).update(
+        next_attempt_at=now - timedelta(minutes=1), delivered_at=now
+    )
+    ChannelDelivery.objects.filter(pk=posting.pk).update(
+        next_attempt_at=now - timedelta(minutes=1), claimed_until=now + timedelta(minutes=4)
+    )
+    Turn.objects.filter(pk__in=[t.pk for t in turns]).update(status="succeeded")
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(lonely.queue_name)
+
+    assert reap_stale_turns().redispatched_replies == [overdue.turn_id]
+    assert client.llen(lonely.queue_name) == 1
+    # Sent once: the next pass waits a full period for it to run.
+    assert reap_stale_turns().redispatched_replies == []

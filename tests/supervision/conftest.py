@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import redis
 from celery import Celery
 
 from agents.models import FINAL_STATUSES, Message, Turn
-from tenants.models import Tenant
+from tenants.models import Tenant, UsageRecord
 from tenants.queues import shard_index
 from tenants.services import issue_api_key
 from tests.conftest import WORKER_ARGS
@@ -485,6 +486,33 @@ def answers_per_turn(turn_ids: list[int]) -> dict[int, int]:
     ):
         counts[turn_id] += 1
     return counts
+
+
+def last_user_text(record: dict) -> str:
+    return next(m["content"] for m in reversed(record["messages"]) if m["role"] == "user")
+
+
+def assert_ledger_matches_received_calls(model, turns: dict[int, Turn], lost: set[int]) -> None:
+    """One usage record per model call a live worker received, none lost or doubled, with
+    the tokens each turn counted. `lost`: ids of the records whose caller died first."""
+    content_of = {
+        turn_id: content
+        for turn_id, content in Message.objects.filter(turn_id__in=turns, role="user").values_list(
+            "turn_id", "content"
+        )
+    }
+    received = Counter(
+        last_user_text(r) for r in model.requests if r["status"] == 200 and id(r) not in lost
+    )
+    records = UsageRecord.objects.filter(turn_id__in=turns)
+    on_ledger = Counter(
+        content_of[turn_id] for turn_id in records.values_list("turn_id", flat=True)
+    )
+    assert on_ledger == received
+    for turn in turns.values():
+        mine = records.filter(turn=turn)
+        assert sum(r.input_tokens for r in mine) == turn.input_tokens, turn.pk
+        assert sum(r.output_tokens for r in mine) == turn.output_tokens, turn.pk
 
 
 def wait_exit(process: Process, timeout: float) -> float:

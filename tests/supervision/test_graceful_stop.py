@@ -10,7 +10,12 @@ import pytest
 from agents.models import ACTIVE_STATUSES, Message, Turn
 from tests.support import conversation, make_agent, wait_until
 
-from .conftest import not_succeeded, wait_exit, wait_for_turns
+from .conftest import (
+    assert_ledger_matches_received_calls,
+    not_succeeded,
+    wait_exit,
+    wait_for_turns,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -87,6 +92,8 @@ def test_a_worker_stopped_with_sigterm_hands_its_turns_over_at_a_step_boundary(
         assert [r["worker"] for r in model.requests if job_of(r) == job][-1] == "b", job
         assert turns[ids[job]].attempts == 1  # a hand-back is not a crash: no new attempt
     assert not Turn.objects.filter(tenant=dedicated.tenant, status__in=ACTIVE_STATUSES).exists()
+    # Every call of the handed-back turns is on the ledger once: none lost, none doubled.
+    assert_ledger_matches_received_calls(model, turns, lost=set())
     # ...and at once: the pause a hand-over costs is about one step, not a reaper sweep.
     pauses = {}
     for job in on_a:

@@ -9,11 +9,18 @@ import time
 from collections import Counter
 
 import pytest
+from django.db import connection
 
 from agents.models import ACTIVE_STATUSES, Message, Turn
 from tests.support import conversation, wait_until
 
-from .conftest import answers_per_turn, not_succeeded, wait_for_turns
+from .conftest import (
+    answers_per_turn,
+    assert_ledger_matches_received_calls,
+    last_user_text,
+    not_succeeded,
+    wait_for_turns,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,8 +28,30 @@ SESSIONS = 10
 PER_SESSION = 5
 
 
-def last_user_text(record: dict) -> str:
-    return next(m["content"] for m in reversed(record["messages"]) if m["role"] == "user")
+def all_answers_saved(model, ignore: set[int] = frozenset()) -> bool:
+    """Whether every answered call (but those in `ignore`, ids of records) is saved."""
+    answered = {
+        f"echo: {last_user_text(r)}"
+        for r in model.requests
+        if r["status"] == 200 and id(r) not in ignore
+    }
+    saved = Message.objects.filter(role="assistant", content__in=answered).values_list(
+        "content", flat=True
+    )
+    return answered <= set(saved)
+
+
+def kill_between_answers(model, pid: int, *, lost: set[int]) -> None:
+    """SIGKILL `pid` once every answer sent so far is saved (answers are held meanwhile),
+    and add the calls it had in flight to `lost`: the kill cuts off only unanswered calls."""
+    model.hold_answers()
+    try:
+        wait_until(lambda: all_answers_saved(model, lost), timeout=30, message="answers saved")
+        os.kill(pid, signal.SIGKILL)
+        lost.update(id(r) for r in model.requests if r["pid"] == pid and not r["finished_at"])
+    finally:
+        model.release_answers()
+        connection.close()  # this thread's own
 
 
 def test_a_worker_killed_mid_run_loses_no_turn_and_answers_none_twice(stack, ops, model, callers):
@@ -43,18 +72,20 @@ def test_a_worker_killed_mid_run_loses_no_turn_and_answers_none_twice(stack, ops
         timeout=30,
         message="10 turns to finish",
     )
+    # Hold the model's answers until every answer already sent is saved: the kill then
+    # cuts off calls that were not answered, so the ledger can be checked exactly.
+    model.hold_answers()
+    wait_until(lambda: all_answers_saved(model), timeout=30, message="answers to be saved")
     # Kill the worker with the most model calls in flight, so the kill interrupts turns.
     in_flight = [r for r in model.requests if r["finished_at"] is None]
     victim = Counter(r["worker"] for r in in_flight).most_common(1)[0][0]
     killed_at = time.time()
     stack.workers[victim].kill(signal.SIGKILL)
     # The kill must cut off work: calls in flight on the victim at that moment.
-    interrupted = {
-        last_user_text(r)
-        for r in model.requests
-        if r["worker"] == victim and r["finished_at"] is None
-    }
+    cut_off = [r for r in model.requests if r["worker"] == victim and r["finished_at"] is None]
+    interrupted = {last_user_text(r) for r in cut_off}
     assert interrupted, "the killed worker was not running any turn"
+    model.release_answers()
 
     turns = wait_for_turns(turn_ids, timeout=45)
 
@@ -82,17 +113,26 @@ def test_a_worker_killed_mid_run_loses_no_turn_and_answers_none_twice(stack, ops
     rerun = [t for t in turns.values() if t.attempts > 1]
     assert rerun, "no turn was re-run after the kill"
     assert all(t.attempts == 2 for t in rerun)
+    assert_ledger_matches_received_calls(model, turns, lost={id(r) for r in cut_off})
 
 
 def test_a_turn_that_keeps_killing_its_worker_fails_with_worker_lost(stack, ops, model, callers):
     kills: list[tuple[str | None, float]] = []
+    killed_calls: set[int] = set()
 
     def crash_on_poison(record: dict) -> None:
-        # Runs while the worker waits for the answer: the "model call" kills it.
+        # Runs while the worker waits for the answer: the "model call" kills it, once the
+        # answers the worker already got are saved (so the ledger can be checked exactly).
         if "poison" in record["messages"][-1]["content"]:
             kills.append((record["worker"], time.time()))
+            killed_calls.add(id(record))
             if record["pid"]:
-                os.kill(record["pid"], signal.SIGKILL)
+                threading.Thread(
+                    target=kill_between_answers,
+                    args=(model, record["pid"]),
+                    kwargs={"lost": killed_calls},
+                    daemon=True,
+                ).start()
 
     callers.callbacks.append(crash_on_poison)
     model.add_rule(match=r"poison", latency=10)  # never answered: its caller is dead
@@ -156,3 +196,6 @@ def test_a_turn_that_keeps_killing_its_worker_fails_with_worker_lost(stack, ops,
             expected += [("user", content), ("assistant", f"echo: {content}")]
         history = conversation(f"agent:ops:other{i}")
         assert [(role, content) for _, role, content in history] == expected
+    # Money: the poison calls never reached their (dead) callers and are not billed; every
+    # answered call is on the ledger once.
+    assert_ledger_matches_received_calls(model, turns, lost=killed_calls)

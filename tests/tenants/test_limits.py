@@ -1,16 +1,19 @@
 """Tenant limits, enforced before every model call by the Redis limiter, with real workers."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from agents import services
 from agents.models import Turn
 from tenants.models import UsageRecord
 from tenants.services import set_limits
 from tests.conftest import TenantFixture
-from tests.support import make_agent, send, wait_for_turn
+from tests.support import make_agent, send, wait_for_turn, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
@@ -114,6 +117,59 @@ def test_a_burst_over_the_request_rate_is_delayed_not_lost(acme, agent, model):
     starts = sorted(r["started_at"] for r in model.requests)
     assert len(starts) == 33
     assert starts[-1] - starts[0] >= 3.5  # the last three had to wait for tokens
+
+
+def turn_seen_by(tenant_fixture, turn_id: int) -> dict:
+    response = tenant_fixture.client.get(f"/api/v1/turns/{turn_id}")
+    assert response.status_code == 200, response.json()
+    return response.json()
+
+
+def parked_sessions(tenant_fixture) -> int:
+    return tenant_fixture.client.get("/api/v1/tenant").json()["usage"]["parked_sessions"]
+
+
+def test_a_turn_parked_by_the_request_rate_shows_why_and_when_it_resumes(acme, agent, model):
+    set_limits(tenant=acme.tenant, requests_per_minute=1)  # one call, then one a minute
+    first = wait_for_turn(send(acme, "agent:ops:a", "first")["turn"]["id"])
+    assert first.status == "succeeded"
+
+    sent_at = timezone.now()
+    parked_id = send(acme, "agent:ops:b", "second")["turn"]["id"]
+    parked = wait_until(
+        lambda: (body := turn_seen_by(acme, parked_id))["waiting"] and body,
+        message="the second turn to be parked",
+    )
+
+    assert parked["status"] == "queued"
+    assert parked["waiting"]["reason"] == "rate_limited"
+    resumes_at = parse_datetime(parked["waiting"]["resumes_at"])
+    assert sent_at + timedelta(seconds=30) < resumes_at < sent_at + timedelta(seconds=70)
+    assert parked_sessions(acme) == 1
+    assert turn_seen_by(acme, first.pk)["waiting"] is None
+
+
+def test_a_turn_parked_by_the_concurrency_cap_shows_why_and_runs_when_a_slot_frees(
+    acme, agent, model
+):
+    set_limits(tenant=acme.tenant, max_concurrent_turns=1)
+    model.add_rule(match=r"^slow", latency=3)
+    running_id = send(acme, "agent:ops:a", "slow one")["turn"]["id"]
+    wait_until(lambda: model.call_count == 1, message="the first turn to call the model")
+
+    parked_id = send(acme, "agent:ops:b", "next one")["turn"]["id"]
+    parked = wait_until(
+        lambda: (body := turn_seen_by(acme, parked_id))["waiting"] and body,
+        message="the second turn to be parked",
+    )
+
+    assert parked["status"] == "queued"
+    assert parked["waiting"] == {"reason": "concurrency_limit", "resumes_at": None}
+    assert parked_sessions(acme) == 1
+    assert wait_for_turn(running_id).status == "succeeded"
+    assert wait_for_turn(parked_id).status == "succeeded"
+    assert turn_seen_by(acme, parked_id)["waiting"] is None
+    assert parked_sessions(acme) == 0
 
 
 def test_a_new_tenant_is_served_by_running_workers_without_a_restart(model):

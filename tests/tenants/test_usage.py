@@ -2,6 +2,7 @@
 
 import json
 import re
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -9,31 +10,37 @@ import pytest
 from django.utils import timezone
 
 from agents import services
+from agents.models import Turn
 from agents.providers.fake_server import default_reply
-from beamclaw.telemetry import emit
+from agents.runtime.loop import run_session
+from beamclaw import telemetry
+from tenants import metering
 from tenants.models import UsageRecord
 from tests.support import make_agent, send, wait_for_turn
 
 
-def provider_call(tenant, agent=None, *, model="gpt-4o-mini", tokens=(100, 10), ok=True):
-    """What the turn loop emits after a model call."""
-    emit(
-        "provider.call",
+def provider_call(tenant, agent=None, *, model="gpt-4o-mini", tokens=(100, 10)):
+    """The usage record the turn loop writes after a successful model call."""
+    record = metering.usage_record(
         tenant_id=tenant.pk,
-        tenant=tenant.slug,
         agent_id=agent.pk if agent else None,
-        agent=agent.slug if agent else None,
         turn_id=None,
         provider="openai",
         model=model,
-        input_tokens=tokens[0] if ok else 0,
-        output_tokens=tokens[1] if ok else 0,
-        latency_s=0.2,
-        attempts=1,
-        ok=ok,
-        error_code="" if ok else "provider_unavailable",
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
     )
-    return UsageRecord.objects.order_by("-pk").first()
+    record.save()
+    return record
+
+
+def run_here(tenant_fixture, session_key: str, content: str) -> Turn:
+    """Submit a message and run its turn in this thread (the test's transaction never
+    commits, so no worker is triggered)."""
+    tenant = tenant_fixture.tenant
+    submission = services.submit_message(tenant=tenant, session_key=session_key, content=content)
+    run_session(tenant.pk, tenant.slug, submission.turn.session_id)
+    return Turn.objects.get(pk=submission.turn.pk)
 
 
 def usage(tenant_fixture, **params):
@@ -111,11 +118,34 @@ def test_the_default_prices_are_real_ones(acme):
 
 
 @pytest.mark.django_db
-def test_a_failed_call_is_not_metered(acme):
-    provider_call(acme.tenant, ok=False)
+def test_a_failed_call_is_not_metered(acme, agent, model):
+    model.add_rule(status=400, reply="bad request")
 
+    turn = run_here(acme, "agent:ops:main", "hello")
+
+    assert turn.status == "failed"
     assert not UsageRecord.objects.exists()
     assert usage(acme)["totals"]["calls"] == 0
+
+
+@pytest.mark.django_db
+def test_model_calls_are_on_the_ledger_even_when_every_telemetry_handler_fails(
+    acme, agent, model, monkeypatch
+):
+    def broken(event, metadata):
+        raise RuntimeError("handler bug")
+
+    # Telemetry only counts and logs; a failing handler must not lose money.
+    monkeypatch.setattr(telemetry, "_handlers", defaultdict(list, {telemetry.ALL: [broken]}))
+
+    turn = run_here(acme, "agent:ops:main", "hello")
+
+    assert turn.status == "succeeded"
+    [record] = UsageRecord.objects.filter(tenant=acme.tenant)
+    assert (record.turn_id, record.agent_id, record.model) == (turn.pk, agent.pk, "fake-1")
+    assert (record.input_tokens, record.output_tokens) == (turn.input_tokens, turn.output_tokens)
+    assert record.input_tokens > 0
+    assert usage(acme)["totals"]["calls"] == 1
 
 
 @pytest.mark.django_db
