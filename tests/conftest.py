@@ -39,15 +39,22 @@ def _test_redis_url() -> str:
 
 
 TEST_REDIS_URL = _test_redis_url()
+TEST_INSTALLATION_ID = "test"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_redis():
     """Point the platform at the test Redis database and start it empty."""
-    override = override_settings(REDIS_URL=TEST_REDIS_URL)
+    # A fixed installation id: the installation row is flushed with the rest of the test
+    # database, and the suite's child processes must name keys as the tests do.
+    override = override_settings(REDIS_URL=TEST_REDIS_URL, INSTALLATION_ID=TEST_INSTALLATION_ID)
     override.enable()
     # Celery reads these from the environment before its configuration.
-    os.environ.update(CELERY_BROKER_URL=TEST_REDIS_URL, CELERY_RESULT_BACKEND=TEST_REDIS_URL)
+    os.environ.update(
+        CELERY_BROKER_URL=TEST_REDIS_URL,
+        CELERY_RESULT_BACKEND=TEST_REDIS_URL,
+        BEAMCLAW_INSTALLATION_ID=TEST_INSTALLATION_ID,
+    )
     celery_app.conf.broker_url = TEST_REDIS_URL
     celery_app.conf.result_backend = TEST_REDIS_URL
     redis.Redis.from_url(TEST_REDIS_URL).flushdb()
@@ -89,6 +96,7 @@ def platform_env(django_db_setup, django_db_blocker, channel_api_server) -> dict
         REDIS_URL=TEST_REDIS_URL,
         CELERY_BROKER_URL=TEST_REDIS_URL,
         CELERY_RESULT_BACKEND=TEST_REDIS_URL,
+        BEAMCLAW_INSTALLATION_ID=TEST_INSTALLATION_ID,
         PROVIDER_BACKOFF_BASE="0.01",
         CELERY_TASK_EVENTS="0",
         SECRET_KEY=settings.SECRET_KEY,
