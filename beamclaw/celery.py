@@ -15,7 +15,10 @@ import threading
 import click
 from celery import Celery, bootsteps, signals
 
+from beamclaw.running_redis import use_running_redis
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beamclaw.settings")
+use_running_redis()  # `celery -A beamclaw ...` beside a running `make run` joins its Redis
 
 logger = logging.getLogger(__name__)
 app = Celery("beamclaw")
