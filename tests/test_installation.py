@@ -1,6 +1,7 @@
 """Every Redis key belongs to one installation: a fresh database starts from nothing,
 whatever an older installation left in the same Redis database."""
 
+import asyncio
 import io
 import os
 import subprocess
@@ -97,3 +98,17 @@ def test_make_clean_deletes_its_keys_in_a_shared_redis_and_var(tmp_path):
     assert client.get(shown) is None
     assert client.get("bc:someone-else:t:1:rpm") == "1"
     assert not var.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_installation_id_is_read_from_an_async_view_too(settings):
+    # The first key a web process names may be in an async view (an event stream), where
+    # Django refuses database calls on the event loop's thread.
+    settings.INSTALLATION_ID = ""
+    expected = installation_id()  # the row, created if a flush removed it
+    settings.INSTALLATION_ID = ""  # forget it again: the async call reads it first
+
+    async def first_key() -> str:
+        return key("t", 1, "rpm")
+
+    assert asyncio.run(first_key()) == f"bc:{expected}:t:1:rpm"
