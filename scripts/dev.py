@@ -223,9 +223,11 @@ def discover_redis(*, data_dir: Path, persist: bool) -> tuple[str, PrivateRedis 
     url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     problem = redis_problem(url)
     if problem is None:
-        source = "REDIS_URL" if os.environ.get("REDIS_URL") else "the default, as it answers"
-        step(f"Redis: using {url}, database {redis_db(url)} ({source}; shared with whatever")
-        say("    else uses it: BeamClaw's keys there start with bc:<installation id>:)")
+        source = "from REDIS_URL" if os.environ.get("REDIS_URL") else "the default; REDIS_URL"
+        if not os.environ.get("REDIS_URL"):
+            source += " picks another"
+        step(f"Redis: using {url}, database {redis_db(url)} ({source})")
+        say("    a shared Redis: BeamClaw's keys there start with bc:<installation id>:")
         return url, None
     binary, source = find_redis_server()
     step(f"Redis: nothing usable at {url} ({problem})")
