@@ -74,6 +74,13 @@ def key_prefix() -> str:
     return f"{settings.REDIS_KEY_PREFIX}:{installation_id()}:"
 
 
+def broker_key_prefix() -> str:
+    """`bc:<installation>:celery:`, before every key of the Celery broker on Redis (its
+    queues, bindings, reserved messages): an older installation's queued triggers name
+    turn ids of another database."""
+    return key_prefix() + "celery:"
+
+
 def key(*parts: object) -> str:
     """`bc:<installation>:part:part...`: the installation's id comes first, since ids in
     the parts (tenant 1) repeat across databases sharing one Redis."""

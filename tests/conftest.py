@@ -18,6 +18,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from beamclaw.celery import app as celery_app
+from beamclaw.redis import broker_key_prefix
 from tenants.services import create_tenant, issue_api_key
 
 from .support import (
@@ -75,7 +76,12 @@ def _forget_platform_keys():
     """
     yield
     client = redis.Redis.from_url(TEST_REDIS_URL)
-    keys = list(client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:*", count=1000))
+    broker = broker_key_prefix().encode()
+    keys = [
+        name
+        for name in client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:*", count=1000)
+        if not name.startswith(broker)
+    ]
     if keys:
         client.delete(*keys)
 
