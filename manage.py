@@ -7,6 +7,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beamclaw.settings")
+    from beamclaw.running_redis import use_running_redis
+
+    use_running_redis()
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

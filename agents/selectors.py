@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from beamclaw.api.errors import ApiError
 from tenants.models import Tenant
 
-from .models import Agent, Message, MessageRole, Session, Turn
+from .models import ACTIVE_STATUSES, Agent, Message, MessageRole, Session, Turn
 
 
 def agents_of(tenant: Tenant) -> QuerySet[Agent]:
@@ -22,7 +22,14 @@ def get_agent(tenant: Tenant, slug: str) -> Agent:
 
 
 def sessions_of(tenant: Tenant) -> QuerySet[Session]:
-    return Session.objects.filter(tenant=tenant).select_related("agent", "parent")
+    """The tenant's sessions, each with `active`: whether a turn of it is queued, running
+    or waiting on sub-agents now."""
+    busy = Turn.objects.filter(session=OuterRef("pk"), status__in=ACTIVE_STATUSES)
+    return (
+        Session.objects.filter(tenant=tenant)
+        .select_related("agent", "parent")
+        .annotate(active=Exists(busy))
+    )
 
 
 def get_session(tenant: Tenant, key: str) -> Session:

@@ -15,10 +15,33 @@ import threading
 import click
 from celery import Celery, bootsteps, signals
 
+from beamclaw.running_redis import use_running_redis
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beamclaw.settings")
+use_running_redis()  # `celery -A beamclaw ...` beside a running `make run` joins its Redis
 
 logger = logging.getLogger(__name__)
-app = Celery("beamclaw")
+
+
+class InstallationCelery(Celery):
+    """Celery whose Redis broker keys start with this installation's prefix.
+
+    kombu's `global_keyprefix` goes in when a connection is made, not at configuration
+    time: the prefix comes from the database, which is not ready when this module loads.
+    """
+
+    def _connection(self, url, transport_options=None, **kwargs):
+        if not is_amqp(url or self.conf.broker_url):
+            from beamclaw.redis import broker_key_prefix
+
+            transport_options = {
+                "global_keyprefix": broker_key_prefix(),
+                **(transport_options or {}),
+            }
+        return super()._connection(url, transport_options=transport_options, **kwargs)
+
+
+app = InstallationCelery("beamclaw")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 TENANT_QUEUE_PREFIX = "tenant."

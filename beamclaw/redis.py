@@ -11,6 +11,8 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from beamclaw.installation import installation_id
+
 _lock = threading.Lock()
 
 
@@ -68,9 +70,22 @@ def row_tag(row) -> str:
     return f"{row.pk}-{int(row.created_at.timestamp() * 1_000_000)}"
 
 
+def key_prefix() -> str:
+    """`bc:<installation>:`, how every key of this installation starts."""
+    return f"{settings.REDIS_KEY_PREFIX}:{installation_id()}:"
+
+
+def broker_key_prefix() -> str:
+    """`bc:<installation>:celery:`, before every key of the Celery broker on Redis (its
+    queues, bindings, reserved messages): an older installation's queued triggers name
+    turn ids of another database."""
+    return key_prefix() + "celery:"
+
+
 def key(*parts: object) -> str:
-    """`bc:part:part...` — every key starts with REDIS_KEY_PREFIX."""
-    return ":".join([settings.REDIS_KEY_PREFIX, *(str(p) for p in parts)])
+    """`bc:<installation>:part:part...`: the installation's id comes first, since ids in
+    the parts (tenant 1) repeat across databases sharing one Redis."""
+    return key_prefix() + ":".join(str(p) for p in parts)
 
 
 @receiver(setting_changed)

@@ -12,6 +12,7 @@ import os
 import secrets
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -167,13 +168,41 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis and Celery -----------------------------------------------------------------
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-# Every key BeamClaw writes starts with this, so several deployments (or the test
-# suite) can share one Redis server without touching each other's data.
-REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "bc")
+REDIS_SCHEMES = {"redis", "rediss", "unix"}
+BROKER_SCHEMES = REDIS_SCHEMES | {"amqp", "amqps", "pyamqp", "memory"}
 
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", REDIS_URL)
+
+def env_url(name: str, default: str, schemes: set[str] | None) -> str:
+    """A URL from the environment, or stop the process with one line saying what is wrong.
+
+    Unset means the default; set but empty or malformed is a mistake (an empty broker URL
+    would make kombu fall back to amqp://localhost and queue work where nobody listens).
+    `schemes` None accepts any scheme.
+    """
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    parts = urlsplit(value.strip())
+    known = parts.scheme in schemes if schemes else bool(parts.scheme)
+    if not known or not (parts.hostname or parts.path.strip("/") or schemes is None):
+        shown = repr(value) if value.strip() else "empty"
+        accepted = f" (scheme {', '.join(sorted(schemes))})" if schemes else ""
+        raise SystemExit(
+            f"Configuration error: {name} is {shown}; expected a URL such as "
+            f"{default}{accepted}, or leave {name} unset for {default}."
+        )
+    return value.strip()
+
+
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", REDIS_SCHEMES)
+# Every key BeamClaw writes starts with `<REDIS_KEY_PREFIX>:<installation id>:`, the id a
+# migration stores in the database (beamclaw.installation), so installations sharing one
+# Redis server never touch each other's data. BEAMCLAW_INSTALLATION_ID overrides it.
+REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "bc")
+INSTALLATION_ID = os.environ.get("BEAMCLAW_INSTALLATION_ID", "")
+
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, BROKER_SCHEMES)
+CELERY_RESULT_BACKEND = env_url("CELERY_RESULT_BACKEND", REDIS_URL, None)
 CELERY_DEFAULT_QUEUE = "beamclaw"
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 8)
 # Periodic platform jobs; django-celery-beat's scheduler copies these into its table.

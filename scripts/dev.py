@@ -223,7 +223,11 @@ def discover_redis(*, data_dir: Path, persist: bool) -> tuple[str, PrivateRedis 
     url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     problem = redis_problem(url)
     if problem is None:
-        step(f"Redis: using {url}")
+        source = "from REDIS_URL" if os.environ.get("REDIS_URL") else "the default; REDIS_URL"
+        if not os.environ.get("REDIS_URL"):
+            source += " picks another"
+        step(f"Redis: using {url}, database {redis_db(url)} ({source})")
+        say("    a shared Redis: BeamClaw's keys there start with bc:<installation id>:")
         return url, None
     binary, source = find_redis_server()
     step(f"Redis: nothing usable at {url} ({problem})")
@@ -235,6 +239,11 @@ def discover_redis(*, data_dir: Path, persist: bool) -> tuple[str, PrivateRedis 
     url = with_db(private.url, int(db) if db.isdigit() else 0)
     say(f"    private Redis at {url} (data and log in {relative(data_dir)}/)")
     return url, private
+
+
+def redis_db(url: str) -> int:
+    db = urlsplit(url).path.strip("/")
+    return int(db) if db.isdigit() else 0
 
 
 def with_db(url: str, db: int) -> str:
@@ -376,10 +385,10 @@ def wait_for_web(port: int, timeout: float = 120.0) -> bool:
 def banner(*, port: int, flower_port: int, redis_url: str, private: PrivateRedis | None) -> str:
     demo = json.loads(DEMO_FILE.read_text())
     base = f"http://127.0.0.1:{port}"
-    redis_note = f"private redis-server, data in {relative(REDIS_DIR)}/" if private else "yours"
+    redis_note = f"private redis-server, data in {relative(REDIS_DIR)}/" if private else "shared"
     agent = f'"{demo["agent"]}" ({demo["provider"]}/{demo["model"]})'
-    # What `make run` gives its processes: DEBUG on (its dev key), and its private Redis.
-    chat_env = "DEBUG=1 " + (f"REDIS_URL={redis_url} " if private else "")
+    # What `make run` gives its processes: DEBUG on, with its development key.
+    chat_env = "DEBUG=1 "
     session = f"agent:{demo['agent']}:main"
     rule = "=" * 78
     lines = [
@@ -392,7 +401,8 @@ def banner(*, port: int, flower_port: int, redis_url: str, private: PrivateRedis
         f"  Admin     {base}/admin/   user {demo['admin_username']}, "
         f"password {demo['admin_password']}",
         f"  Flower    http://127.0.0.1:{flower_port}/",
-        f"  Redis     {redis_url}   ({redis_note})",
+        f"  Redis     {redis_url}   (database {redis_db(redis_url)}, {redis_note}; "
+        f"keys {demo.get('redis_keys', 'bc:*')})",
         f"  Database  {describe_database()}",
         f'  Demo      tenant "{demo["tenant"]}", agent {agent}; secrets in {relative(DEMO_FILE)}',
         "",
@@ -542,6 +552,24 @@ def cmd_worker(args: list[str]) -> int:
     os.execve(PYTHON, [PYTHON, "-m", *celery], child_env(url))
 
 
+def cmd_clean(args: list[str]) -> int:
+    """Delete what `make run` created: this installation's keys in the Redis it used (a
+    shared one keeps other programs' keys), then var/ (database, private Redis, secrets)."""
+    if RUN_REDIS_URL_FILE.exists():
+        raise DevError("`make run` is running (var/redis/run.url exists); stop it first.")
+    url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    has_database = bool(os.environ.get("DATABASE_URL")) or (VAR_DIR / "beamclaw.sqlite3").exists()
+    if has_database and redis_problem(url) is None:
+        step(f"Redis {url}: deleting this installation's keys")
+        try:
+            manage(["clear_redis_keys"], child_env(url))
+        except DevError as exc:  # a database from before installation ids: nothing to match
+            say(f"    skipped: {exc}")
+    step(f"Deleting {relative(VAR_DIR)}/")
+    shutil.rmtree(VAR_DIR, ignore_errors=True)
+    return 0
+
+
 def cmd_which_redis(args: list[str]) -> int:
     """Print the redis-server a private Redis would run (honours BEAMCLAW_REDIS_SERVER)."""
     binary, source = find_redis_server()
@@ -553,6 +581,7 @@ COMMANDS = {
     "run": cmd_run,
     "test": cmd_test,
     "worker": cmd_worker,
+    "clean": cmd_clean,
     "which-redis": cmd_which_redis,
 }
 

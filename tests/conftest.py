@@ -18,6 +18,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from beamclaw.celery import app as celery_app
+from beamclaw.redis import broker_key_prefix
 from tenants.services import create_tenant, issue_api_key
 
 from .support import (
@@ -39,6 +40,7 @@ def _test_redis_url() -> str:
 
 
 TEST_REDIS_URL = _test_redis_url()
+TEST_INSTALLATION_ID = "test"
 
 
 def _on_postgres() -> bool:
@@ -75,10 +77,16 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session", autouse=True)
 def _private_redis():
     """Point the platform at the test Redis database and start it empty."""
-    override = override_settings(REDIS_URL=TEST_REDIS_URL)
+    # A fixed installation id: the installation row is flushed with the rest of the test
+    # database, and the suite's child processes must name keys as the tests do.
+    override = override_settings(REDIS_URL=TEST_REDIS_URL, INSTALLATION_ID=TEST_INSTALLATION_ID)
     override.enable()
     # Celery reads these from the environment before its configuration.
-    os.environ.update(CELERY_BROKER_URL=TEST_REDIS_URL, CELERY_RESULT_BACKEND=TEST_REDIS_URL)
+    os.environ.update(
+        CELERY_BROKER_URL=TEST_REDIS_URL,
+        CELERY_RESULT_BACKEND=TEST_REDIS_URL,
+        BEAMCLAW_INSTALLATION_ID=TEST_INSTALLATION_ID,
+    )
     celery_app.conf.broker_url = TEST_REDIS_URL
     celery_app.conf.result_backend = TEST_REDIS_URL
     redis.Redis.from_url(TEST_REDIS_URL).flushdb()
@@ -105,7 +113,12 @@ def _forget_platform_keys():
     """
     yield
     client = redis.Redis.from_url(TEST_REDIS_URL)
-    keys = list(client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:*", count=1000))
+    broker = broker_key_prefix().encode()
+    keys = [
+        name
+        for name in client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:*", count=1000)
+        if not name.startswith(broker)
+    ]
     if keys:
         client.delete(*keys)
 
@@ -142,6 +155,7 @@ def platform_env(
         REDIS_URL=TEST_REDIS_URL,
         CELERY_BROKER_URL=TEST_REDIS_URL,
         CELERY_RESULT_BACKEND=TEST_REDIS_URL,
+        BEAMCLAW_INSTALLATION_ID=TEST_INSTALLATION_ID,
         PROVIDER_BACKOFF_BASE="0.01",
         CELERY_TASK_EVENTS="0",
         SECRET_KEY=settings.SECRET_KEY,

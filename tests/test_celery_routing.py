@@ -3,6 +3,7 @@ import redis
 from django.conf import settings
 
 from beamclaw.celery import app, ping
+from beamclaw.redis import broker_key_prefix
 from tenants.models import Tenant
 from tenants.queues import announce_tenant_queue
 from tests.support import wait_until
@@ -23,8 +24,11 @@ def test_a_task_for_acme_lands_on_tenant_acme_and_a_real_worker_runs_it(worker):
 
     result = ping.apply_async(kwargs={"tenant": "initech"})
 
-    assert client.llen("tenant.initech") == 1
-    assert client.llen("beamclaw") == 0
+    queues = broker_key_prefix()  # this installation's broker keys
+    assert client.llen(f"{queues}tenant.initech") == 1
+    assert client.llen(f"{queues}beamclaw") == 0
     announce_tenant_queue("initech")
     assert result.get(timeout=20) == "pong"
-    wait_until(lambda: client.llen("tenant.initech") == 0, message="tenant.initech drained")
+    wait_until(
+        lambda: client.llen(f"{queues}tenant.initech") == 0, message="tenant.initech drained"
+    )

@@ -72,10 +72,32 @@ class SessionSerializer(serializers.ModelSerializer):
         slug_field="key", read_only=True, allow_null=True, help_text="null unless a sub-agent's"
     )
     message_count = serializers.IntegerField(source="last_seq", read_only=True)
+    active = serializers.BooleanField(
+        read_only=True, help_text="a turn of the session is queued, running or waiting now"
+    )
 
     class Meta:
         model = Session
-        fields = ["key", "agent", "parent", "message_count", "created_at", "last_activity_at"]
+        fields = [
+            "key",
+            "agent",
+            "parent",
+            "message_count",
+            "active",
+            "created_at",
+            "last_activity_at",
+        ]
+
+
+class SessionListQuerySerializer(serializers.Serializer):
+    agent = serializers.CharField(required=False, help_text="only this agent's sessions")
+    active = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="true: only sessions with a turn queued, running or waiting now; "
+        "false: only the others",
+    )
 
 
 class MessageSerializer(serializers.ModelSerializer):

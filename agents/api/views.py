@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import selectors, services
-from agents.models import ACTIVE_STATUSES, ProviderCredential, ProviderName, Turn
+from agents.models import ProviderCredential, ProviderName, Turn
 from agents.runtime import events
 from beamclaw.api.errors import ApiError
 from beamclaw.api.pagination import CursorPagination
@@ -36,6 +36,7 @@ from .serializers import (
     AgentUpdateSerializer,
     MessageSerializer,
     ProviderCredentialSerializer,
+    SessionListQuerySerializer,
     SessionSerializer,
     SubmissionSerializer,
     SubmitMessageSerializer,
@@ -128,30 +129,25 @@ class ProviderCredentialView(APIView):
 
 
 class SessionListView(generics.ListAPIView):
-    """Your sessions, newest first; filter with `?agent=<slug>` and `?active=true|false`."""
+    """Your sessions, newest first; filter with `?agent=<slug>` and `?active=true|false`
+    (a turn queued, running or waiting now, or none)."""
 
     serializer_class = SessionSerializer
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("agent", str, description="only this agent's sessions"),
-            OpenApiParameter(
-                "active", bool, description="only sessions with (or without) a queued/running turn"
-            ),
-        ]
-    )
+    @extend_schema(parameters=[SessionListQuerySerializer])
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
+        query = validated(
+            SessionListQuerySerializer(data=self.request.query_params),
+            dict.fromkeys(["agent", "active"], "invalid_session_filter"),
+        )
         queryset = selectors.sessions_of(request_tenant(self.request))
-        if agent := self.request.query_params.get("agent"):
+        if agent := query.get("agent"):
             queryset = queryset.filter(agent__slug=agent)
-        active = self.request.query_params.get("active")
-        if active is not None:
-            busy = queryset.filter(turns__status__in=ACTIVE_STATUSES).values("pk")
-            is_true = active.lower() in {"1", "true", "yes"}
-            queryset = queryset.filter(pk__in=busy) if is_true else queryset.exclude(pk__in=busy)
+        if query["active"] is not None:
+            queryset = queryset.filter(active=query["active"])
         return queryset
 
 

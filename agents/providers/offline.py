@@ -1,5 +1,6 @@
 """A deterministic stand-in model with no network: the demo default. It recognises a few
-requests (arithmetic, the time, "remember X is Y") and answers them with the offered tools."""
+requests (arithmetic, the time, "remember X is Y", "ask <agent>: <task>") and answers them
+with the offered tools."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ _TIME = re.compile(
 _REMEMBER = re.compile(r"^\s*remember(?: that)?\s+(.+?)\s+(?:is|are|=)\s+(.+?)[.!]?\s*$", re.I)
 _RECALL = re.compile(
     r"^\s*(?:what(?:'s| is| was| are)|recall|do you remember)\s+(.+?)[?.!]?\s*$", re.I
+)
+
+# "Ask assistant: what is 12*7?", "delegate to researcher: find ...", "ask `ops` to ...".
+_DELEGATE = re.compile(
+    r"^\s*(?:please\s+)?(?:ask|delegate to|have)\s+(?:the\s+)?(?:agent\s+)?[`\"']?"
+    r"(?P<agent>[a-z0-9][a-z0-9_-]*)[`\"']?\s*(?::|,|\bto\b)\s*(?P<task>\S.*?)\s*$",
+    re.IGNORECASE | re.DOTALL,
 )
 
 
@@ -71,6 +79,8 @@ class OfflineProvider(Provider):
 
 def _tool_call(text: str, offered: set[str]) -> dict | None:
     """The tool call the text asks for, as {"name", "arguments"}, or None."""
+    if "spawn_agent" in offered and (found := _DELEGATE.match(text)):
+        return _call("spawn_agent", agent=found.group("agent").lower(), task=found.group("task"))
     if "session_memory" in offered and (found := _REMEMBER.match(text)):
         value = found.group(2).strip()
         return _call("session_memory", action="set", key=_key(found.group(1)), value=value)
@@ -126,6 +136,8 @@ def _answer_from_tool(result: ChatMessage, messages: list[ChatMessage]) -> str:
             return f"I don't know {key} yet."
         return f"{key.capitalize()} is {value.get('value')}."
     shown = value if isinstance(value, str) else json.dumps(value)
+    if name == "spawn_agent":
+        return f"{arguments.get('agent', 'The other agent')} answered: {shown}"
     if name == "calculator":
         return f"The result is {shown}."
     return f"The {name} tool returned: {shown}."

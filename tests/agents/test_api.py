@@ -55,6 +55,25 @@ def test_provider_keys_are_write_only_and_encrypted_at_rest(acme):
     assert unknown.status_code == 404
 
 
+def test_the_session_list_shows_and_filters_which_sessions_have_a_turn_in_progress(acme):
+    services.create_agent(tenant=acme.tenant, slug="ops")
+    services.submit_message(tenant=acme.tenant, session_key="agent:ops:busy", content="hi")
+    services.submit_message(tenant=acme.tenant, session_key="agent:ops:done", content="hi")
+    Turn.objects.filter(session__key="agent:ops:done").update(status="succeeded")
+    sessions = acme.client.get("/api/v1/sessions")
+
+    assert {s["key"]: s["active"] for s in sessions.json()["results"]} == {
+        "agent:ops:busy": True,
+        "agent:ops:done": False,
+    }
+    for value, expected in (("true", ["agent:ops:busy"]), ("false", ["agent:ops:done"])):
+        listed = acme.client.get(f"/api/v1/sessions?active={value}").json()["results"]
+        assert [s["key"] for s in listed] == expected
+    wrong = acme.client.get("/api/v1/sessions?active=maybe")
+    assert wrong.status_code == 400
+    assert wrong.json()["error"]["code"] == "invalid_session_filter"
+
+
 def test_sessions_are_listed_filtered_reset_and_deleted(acme):
     services.create_agent(tenant=acme.tenant, slug="ops")
     services.create_agent(tenant=acme.tenant, slug="dev")

@@ -55,3 +55,15 @@ def test_the_chat_command_prints_the_streamed_reply_and_the_tool_calls(acme, cap
     out, err = capsys.readouterr()
     assert "20" in out
     assert "calculator" in err
+
+
+def test_the_offline_model_delegates_to_another_agent_when_asked(acme):
+    services.create_agent(tenant=acme.tenant, slug="assistant", tools=["calculator"])
+    services.create_agent(tenant=acme.tenant, slug="boss", tools=["spawn_agent"])
+
+    sent = send(acme, "agent:boss:main", "Ask assistant: What is 12*7?")
+    turn = wait_for_turn(sent["turn"]["id"], timeout=60)
+
+    assert turn.status == "succeeded"
+    assert conversation("agent:boss:main")[-1][2] == "assistant answered: The result is 84."
+    assert turn.children.get().session.key.startswith("agent:assistant:sub:")

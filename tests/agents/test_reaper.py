@@ -13,6 +13,7 @@ from agents.channels import bindings
 from agents.models import ChannelDelivery, Turn
 from agents.runtime.lease import Lease
 from agents.runtime.reaper import reap_stale_turns
+from beamclaw.redis import broker_key_prefix
 from tenants.models import Tenant
 
 pytestmark = pytest.mark.django_db
@@ -33,13 +34,14 @@ def submit(tenant, key="agent:ops:main"):
 def test_a_turn_whose_trigger_could_not_be_sent_is_sent_by_the_reaper(lonely):
     turn = submit(lonely)
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(lonely.queue_name)  # as if the broker had been down
+    queue = broker_key_prefix() + lonely.queue_name
+    client.delete(queue)  # as if the broker had been down
     Turn.objects.filter(pk=turn.pk).update(dispatch_pending=True)
 
     report = reap_stale_turns()
 
     assert report.redispatched_queued == [turn.session_id]
-    assert client.llen(lonely.queue_name) == 1
+    assert client.llen(queue) == 1
     turn.refresh_from_db()
     assert turn.dispatch_pending is False and turn.dispatched_at is not None
     # Sent once: the next pass leaves it alone.

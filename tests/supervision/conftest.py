@@ -30,6 +30,7 @@ import redis
 from celery import Celery
 
 from agents.models import FINAL_STATUSES, Message, Turn
+from beamclaw.redis import broker_key_prefix
 from tenants.models import Tenant, UsageRecord
 from tenants.queues import shard_index
 from tenants.services import issue_api_key
@@ -141,7 +142,12 @@ class Stack:
         # Redis) over `broker=`; the read/write URLs win over both.
         broker = env["CELERY_BROKER_URL"]
         self._probe = Celery("probe", set_as_current=False)
-        self._probe.conf.update(broker_read_url=broker, broker_write_url=broker)
+        # The platform's broker keys carry the installation's prefix; a plain app's must too.
+        self._probe.conf.update(
+            broker_read_url=broker,
+            broker_write_url=broker,
+            broker_transport_options={"global_keyprefix": broker_key_prefix()},
+        )
         self._restarts: dict[str, int] = {}
         self.shards: dict[str, str] = {}  # worker name -> "k/N" for hash-shard workers
 

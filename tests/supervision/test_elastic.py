@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from agents.models import Message
+from beamclaw.redis import broker_key_prefix
 from tests.support import conversation, make_agent, wait_until
 
 from .conftest import not_succeeded, wait_exit, wait_for_turns
@@ -133,15 +134,23 @@ def test_messages_a_killed_worker_had_reserved_come_back_later_and_change_nothin
     turn_ids = [stack.send(key, texts[0])["turn"]["id"] for key, texts in keys.items()]
     # 8 threads run 8 turns; prefetch holds more, reserved but not started.
     wait_until(lambda: len(model.requests) >= 8, timeout=20, message="a's threads busy")
-    wait_until(lambda: broker.hlen("unacked") > 0, timeout=10, message="reserved messages")
+    wait_until(
+        lambda: broker.hlen(f"{broker_key_prefix()}unacked") > 0,
+        timeout=10,
+        message="reserved messages",
+    )
     stack.workers["a"].kill(signal.SIGKILL)
-    stranded = broker.hlen("unacked")
+    stranded = broker.hlen(f"{broker_key_prefix()}unacked")
     cut_short = frozenset(last_user_text(r) for r in model.requests)  # in flight on a
     stack.start(workers=("b",))
 
     turns = wait_for_turns(turn_ids, timeout=60)  # the reaper re-dispatched them
     # The reaper puts them back once they are older than the visibility timeout...
-    wait_until(lambda: broker.hlen("unacked") == 0, timeout=30, message="the strays restored")
+    wait_until(
+        lambda: broker.hlen(f"{broker_key_prefix()}unacked") == 0,
+        timeout=30,
+        message="the strays restored",
+    )
     # ...and run by b: each finds its turn done (or its session's lease held) and does nothing.
     wait_until(
         lambda: not any(stack.active_tasks("b")), timeout=20, message="b idle after the strays"

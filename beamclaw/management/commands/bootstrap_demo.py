@@ -20,6 +20,7 @@ from rest_framework.request import Request
 
 from agents.models import Agent
 from agents.services import create_agent
+from beamclaw.redis import key_prefix
 from tenants.auth import ApiKeyAuthentication
 from tenants.models import Tenant
 from tenants.services import create_tenant, issue_api_key
@@ -94,6 +95,8 @@ class Command(BaseCommand):
                 "agent": agent.slug,
                 "provider": agent.provider,
                 "model": agent.model,
+                # `make run` shows it: where this installation's keys are in its Redis.
+                "redis_keys": f"{key_prefix()}*",
             },
         )
 
