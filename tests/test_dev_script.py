@@ -40,4 +40,6 @@ def test_the_make_run_banner_names_the_redis_database_and_this_installations_key
     assert "database 0" in redis_line
     assert "bc:3f9a1c0b7d2e:*" in redis_line
     # manage.py finds the running stack's Redis by itself: the chat line needs no REDIS_URL.
-    assert '  .venv/bin/python manage.py chat agent:assistant:main "What time is it?"' in text
+    assert (
+        '  DEBUG=1 .venv/bin/python manage.py chat agent:assistant:main "What time is it?"' in text
+    )

@@ -191,7 +191,8 @@ def test_the_readme_examples_run_as_written(stack, demo_dir, platform_env):
         assert blocks, f"README section '{section}' has no sh block"
         for block in blocks[:count]:
             for command in commands(block.replace(README_BASE_URL, stack)):
-                if re.fullmatch(r"[A-Z_]+=\S.*", command.text) and "\n" not in command.text:
+                # `KEY=$(...)` or `API=http://...` alone; not `DEBUG=1 manage.py ...`.
+                if re.fullmatch(r"[A-Z_]+=(\$\(.*\)|\S+)", command.text):
                     run(command, cwd=demo_dir, env=env, prelude=prelude)
                     prelude += command.text + "\n"
                     continue

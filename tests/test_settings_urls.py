@@ -57,6 +57,7 @@ def test_manage_py_uses_the_running_make_runs_redis_when_redis_url_is_unset(tmp_
         "PATH": "/usr/bin:/bin",
         "BEAMCLAW_VAR_DIR": str(tmp_path),
         "BEAMCLAW_INSTALLATION_ID": "test",
+        "DEBUG": "1",  # a development machine, as `make run`'s
     }
     show = "from django.conf import settings; print(settings.REDIS_URL, settings.CELERY_BROKER_URL)"
 

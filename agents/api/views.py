@@ -172,8 +172,10 @@ class SessionResetView(APIView):
 
     @extend_schema(request=None, responses={200: SessionSerializer, 409: SESSION_BUSY})
     def post(self, request, key: str):
-        session = selectors.get_session(request_tenant(request), key)
-        return Response(SessionSerializer(services.reset_session(session=session)).data)
+        tenant = request_tenant(request)
+        services.reset_session(session=selectors.get_session(tenant, key))
+        # Read back through the selector: it adds `active`, which the schema promises.
+        return Response(SessionSerializer(selectors.get_session(tenant, key)).data)
 
 
 class HistoryPagination(CursorPagination):

@@ -110,9 +110,10 @@ def test_an_overdue_channel_reply_is_re_sent_once_and_a_retry_not_yet_due_is_lef
     )
     Turn.objects.filter(pk__in=[t.pk for t in turns]).update(status="succeeded")
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(lonely.queue_name)
+    queue = broker_key_prefix() + lonely.queue_name
+    client.delete(queue)
 
     assert reap_stale_turns().redispatched_replies == [overdue.turn_id]
-    assert client.llen(lonely.queue_name) == 1
+    assert client.llen(queue) == 1
     # Sent once: the next pass waits a full period for it to run.
     assert reap_stale_turns().redispatched_replies == []
