@@ -173,7 +173,10 @@ def check_output(command: Command, output: str) -> None:
 
 def shell_env(platform_env: dict[str, str], demo_dir: Path) -> dict[str, str]:
     # A fresh machine's PATH: no virtualenv on it, so a bare `python` or `celery` fails.
-    return dict(platform_env, PATH="/usr/bin:/bin", BEAMCLAW_VAR_DIR=str(demo_dir / "var"))
+    env = dict(platform_env, PATH="/usr/bin:/bin", BEAMCLAW_VAR_DIR=str(demo_dir / "var"))
+    # A new shell: DEBUG is on only where the README turns it on (`export DEBUG=1`).
+    env.pop("DEBUG", None)
+    return env
 
 
 def test_the_readme_examples_run_as_written(stack, demo_dir, platform_env):
@@ -191,8 +194,10 @@ def test_the_readme_examples_run_as_written(stack, demo_dir, platform_env):
         assert blocks, f"README section '{section}' has no sh block"
         for block in blocks[:count]:
             for command in commands(block.replace(README_BASE_URL, stack)):
-                # `KEY=$(...)` or `API=http://...` alone; not `DEBUG=1 manage.py ...`.
-                if re.fullmatch(r"[A-Z_]+=(\$\(.*\)|\S+)", command.text):
+                # `KEY=$(...)`, `API=http://...` or `export DEBUG=1` alone; not
+                # `DEBUG=1 manage.py ...`. Later commands run in the same shell, as a reader's.
+                assignment = re.sub(r"^export\s+", "", re.sub(r"\s+#.*$", "", command.text))
+                if re.fullmatch(r"[A-Z_]+=(\$\(.*\)|\S+)", assignment):
                     run(command, cwd=demo_dir, env=env, prelude=prelude)
                     prelude += command.text + "\n"
                     continue
@@ -202,7 +207,8 @@ def test_the_readme_examples_run_as_written(stack, demo_dir, platform_env):
 
 
 def test_the_readme_scaling_commands_exist_with_the_options_it_shows(demo_dir, platform_env):
-    env = shell_env(platform_env, demo_dir)
+    # The reader's shell, which exported DEBUG=1 in "A conversation".
+    env = dict(shell_env(platform_env, demo_dir), DEBUG="1")
     makefile = (ROOT / "Makefile").read_text()
     checked = 0
     for block in code_blocks("Scaling out"):

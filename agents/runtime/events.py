@@ -58,13 +58,18 @@ def decode(fields: dict[str, str]) -> dict[str, Any]:
 
 
 class DeltaBuffer:
-    """Collects streamed text and publishes it at most every `interval` seconds."""
+    """Collects streamed text and publishes it at most every `interval` seconds.
+
+    The first piece goes out at once: a model that pauses after its first words (or a
+    warm worker whose first token comes within `interval`) must not hold them back until
+    the next piece arrives.
+    """
 
     def __init__(self, publish_one, *, interval: float = 0.05):
         self._publish_one = publish_one
         self._interval = interval
         self._parts: list[str] = []
-        self._last = time.monotonic()
+        self._last = float("-inf")
 
     def __call__(self, text: str) -> None:
         if not text:

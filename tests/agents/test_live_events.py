@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from agents.models import Turn
+from agents.runtime.events import DeltaBuffer
 from tests.support import send, wait_for_turn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
@@ -166,3 +167,16 @@ def test_wait_and_event_streams_outlast_a_quiet_spell_longer_than_redis_read_tim
     assert waited.status_code == 200, waited.json()
     assert waited.json()["turn"]["reply"] == "echo: slow one"
     assert events[-1]["event"] == "turn.finished"
+
+
+def test_the_first_streamed_words_are_published_at_once_and_the_rest_coalesced():
+    published = []
+    deltas = DeltaBuffer(lambda kind, data: published.append(data["text"]), interval=60)
+
+    deltas("Once")  # right after the call began: a warm worker's first token
+    deltas(" upon")
+    deltas(" a time")
+
+    assert published == ["Once"]  # a model pausing here must not hide its first word
+    deltas.flush()
+    assert published == ["Once", " upon a time"]
