@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import logging
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
 from agents.models import ChannelBinding, ChannelKind
-from beamclaw.api.errors import error_body
+from beamclaw.api.errors import error_body, request_too_large
 
 from . import RequestRefused, bindings, check_timestamp, discord, slack
 
@@ -62,8 +61,8 @@ def _raw_body(request: HttpRequest) -> bytes | None:
 
 
 def _too_large() -> JsonResponse:
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    return _error(413, "request_too_large", f"The request body is larger than {limit} bytes.")
+    error = request_too_large()  # the API's own 413, in the same shape
+    return _error(error.status_code, error.error_code, str(error.detail))
 
 
 def _signed_headers(request: HttpRequest, timestamp: str, signature: str) -> tuple[str, str]:
