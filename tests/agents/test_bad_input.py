@@ -134,3 +134,25 @@ def test_a_nul_character_in_a_json_string_is_a_400(acme, ops, path, body, code):
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == code
     assert not Message.objects.exists()
+
+
+BAD_EVENT_IDS = ["abc", "$", "1-", "-1", "1-0-0", "1-0x", "99999999999999999999-0"]
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [(f"?last_event_id={bad}", {}) for bad in [*BAD_EVENT_IDS, "1-0%0Aevent:%20turn.finished"]]
+    + [("", {"Last-Event-ID": bad}) for bad in BAD_EVENT_IDS],
+)
+def test_a_bad_last_event_id_is_a_400_on_both_event_streams(acme, ops, query, headers):
+    submission = services.submit_message(
+        tenant=acme.tenant, session_key="agent:ops:main", content="hi"
+    )
+    for path in (
+        f"/api/v1/turns/{submission.turn.pk}/events",
+        "/api/v1/sessions/agent:ops:main/events",
+    ):
+        response = acme.client.get(path + query, headers=headers)
+
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["code"] == "invalid_last_event_id"
