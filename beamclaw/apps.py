@@ -9,9 +9,11 @@ class BeamclawConfig(AppConfig):
     name = "beamclaw"
 
     def ready(self) -> None:
-        from beamclaw.api.converters import IdConverter
+        from beamclaw.api.converters import IdConverter, SessionKeyConverter
 
-        register_converter(IdConverter, "id")  # before any URLconf is imported
+        # Before any URLconf is imported.
+        register_converter(IdConverter, "id")
+        register_converter(SessionKeyConverter, "session_key")
         # Every process (web, workers, beat, commands) gets the same handlers; register()
         # ignores a handler it already has, so a second ready() adds nothing. The metrics
         # module is imported only now, after settings exported PROMETHEUS_MULTIPROC_DIR.

@@ -1,4 +1,5 @@
-"""Failed staff logins, counted in Redis per client address and per user name.
+"""Failed staff logins, counted in Redis per client address, per (user name, address) and
+per user name across all addresses.
 
 The ops API's HTTP Basic login and the admin's login form call `start_attempt` before they
 try a password, and `forget_attempt` after a right one. Every attempt is counted before the
@@ -21,19 +22,20 @@ from beamclaw.redis import get_redis, key
 
 log = logging.getLogger(__name__)
 
-# KEYS: the counters; ARGV: 1 limit, 2 window seconds. Returns 0 (counted) or the seconds
-# until the fullest counter's window ends (refused, counted nowhere: an address that is
-# locked out must not go on filling the user's count, nor the other way round).
+# KEYS: the counters; ARGV: 1 window seconds, then one limit per counter. Returns 0
+# (counted) or the seconds until the fullest counter's window ends (refused, counted
+# nowhere: an address that is locked out must not go on filling the user's count, nor the
+# other way round).
 _START = """
 local wait = 0
-for _, counter in ipairs(KEYS) do
-  if tonumber(redis.call('get', counter) or '0') >= tonumber(ARGV[1]) then
+for i, counter in ipairs(KEYS) do
+  if tonumber(redis.call('get', counter) or '0') >= tonumber(ARGV[i + 1]) then
     wait = math.max(wait, redis.call('ttl', counter), 1)
   end
 end
 if wait > 0 then return wait end
 for _, counter in ipairs(KEYS) do
-  redis.call('set', counter, 0, 'ex', ARGV[2], 'nx')
+  redis.call('set', counter, 0, 'ex', ARGV[1], 'nx')
   redis.call('incr', counter)
 end
 return 0
@@ -47,8 +49,9 @@ end
 
 
 class LoginLocked(Exception):
-    """Too many failed logins from this address or for this user name: refuse the next
-    ones, right password or not, for `retry_after` seconds (the rest of the window)."""
+    """Too many failed logins from this address (or for this user name from anywhere, at a
+    much higher count): refuse the next ones, right password or not, for `retry_after`
+    seconds (the rest of the window)."""
 
     def __init__(self, retry_after: int):
         super().__init__(f"locked for {retry_after} s")
@@ -59,7 +62,18 @@ def _counters(request: HttpRequest, username: str) -> list[str]:
     address = request.META.get("REMOTE_ADDR") or "unknown"
     # Hashed: the name is whatever the caller typed, of any length.
     user = hashlib.sha256(username.strip().casefold().encode()).hexdigest()[:32]
-    return [key("login-failures", "address", address), key("login-failures", "user", user)]
+    return [
+        key("login-failures", "address", address),
+        key("login-failures", "user-address", user, address),
+        key("login-failures", "user", user),
+    ]
+
+
+def _limits() -> list[int]:
+    # The per-user count across all addresses only bounds a distributed guesser; at the
+    # per-address limit, one stranger could lock a staff member out everywhere.
+    limit = settings.LOGIN_FAILURE_LIMIT
+    return [limit, limit, settings.LOGIN_FAILURE_LIMIT_PER_USER]
 
 
 def start_attempt(request: HttpRequest, username: str) -> None:
@@ -69,7 +83,7 @@ def start_attempt(request: HttpRequest, username: str) -> None:
     try:
         wait = redis.register_script(_START)(
             keys=_counters(request, username),
-            args=[settings.LOGIN_FAILURE_LIMIT, settings.LOGIN_FAILURE_WINDOW_SECONDS],
+            args=[settings.LOGIN_FAILURE_WINDOW_SECONDS, *_limits()],
         )
     except RedisError:
         # Staff must still reach the admin and ops endpoints while Redis is down.

@@ -436,9 +436,11 @@ CHANNEL_DELIVERY_BACKOFF_BASE = env_float("CHANNEL_DELIVERY_BACKOFF_BASE", 2.0)
 CHANNEL_SIGNATURE_MAX_AGE_SECONDS = env_int("CHANNEL_SIGNATURE_MAX_AGE_SECONDS", 300)
 
 # Staff logins (the admin's form, the ops API's HTTP Basic): after this many failures from
-# one address or for one user name within the window, further attempts are refused until
-# the window ends (beamclaw/login_throttle.py).
+# one address within the window, further attempts from it are refused until the window
+# ends; one user name failing this often from all addresses together is refused
+# everywhere (beamclaw/login_throttle.py).
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+LOGIN_FAILURE_LIMIT_PER_USER = env_int("LOGIN_FAILURE_LIMIT_PER_USER", 100)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300)
 
 # --- i18n, static ---------------------------------------------------------------------

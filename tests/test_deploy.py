@@ -209,3 +209,23 @@ def test_compose_refuses_to_start_without_a_secret_key_and_fernet_keys():
         for name in ("SECRET_KEY", "FERNET_KEYS"):
             # ${NAME:?message}: compose stops with the message when it is unset or empty.
             assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", service["environment"][name])
+
+
+def test_every_shard_below_worker_shards_has_a_worker_deployment_consuming_it():
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    applied = [
+        doc
+        for name in kustomization["resources"]
+        for doc in yaml.safe_load_all((KUBERNETES / name).read_text())
+        if doc
+    ]
+    [config] = [doc for doc in applied if doc["kind"] == "ConfigMap"]
+    shards = int(config["data"]["WORKER_SHARDS"])
+    consumed = set()
+    for deployment in (doc for doc in applied if doc["kind"] == "Deployment"):
+        for container in containers(deployment):
+            command = [str(part) for part in container.get("command", [])]
+            if "--shard" in command:
+                consumed.add(command[command.index("--shard") + 1])
+
+    assert consumed == {f"{shard}/{shards}" for shard in range(shards)}

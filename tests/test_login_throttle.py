@@ -1,5 +1,6 @@
 """Staff logins (the ops API's HTTP Basic, the admin's form) are refused for a while after
-too many wrong passwords from one address or for one user, in every web process."""
+too many wrong passwords from one address, or for one user from many addresses, in every
+web process."""
 
 from __future__ import annotations
 
@@ -57,12 +58,32 @@ def test_ten_wrong_passwords_lock_the_ops_login_even_with_the_right_password(ope
     assert ops_get("other", PASSWORD, address="10.0.0.2").status_code == 200
 
 
-def test_guessing_one_users_password_from_many_addresses_locks_that_user(operator):
+def test_a_stranger_failing_for_a_user_locks_only_their_own_address(operator):
     for i in range(10):
+        assert ops_get("operator", f"guess-{i}", address="203.0.113.7").status_code == 401
+
+    assert_locked(ops_get("operator", PASSWORD, address="203.0.113.7"))
+    # The staff member, from their own address, still gets in with the right password.
+    assert ops_get("operator", PASSWORD, address="10.0.0.2").status_code == 200
+
+
+def test_guessing_one_users_password_from_many_addresses_locks_that_user(operator, settings):
+    settings.LOGIN_FAILURE_LIMIT_PER_USER = 20
+    for i in range(20):
         assert ops_get("operator", "guess", address=f"10.0.1.{i}").status_code == 401
 
     assert_locked(ops_get("operator", PASSWORD, address="10.0.2.1"))
     assert_locked(ops_get("OPERATOR ", PASSWORD, address="10.0.2.2"))  # same name, retyped
+    # Another user is not affected.
+    get_user_model().objects.create_user("other", password=PASSWORD, is_staff=True)
+    assert ops_get("other", PASSWORD, address="10.0.2.3").status_code == 200
+
+
+def test_the_per_user_limit_across_addresses_defaults_far_above_the_per_address_one(operator):
+    for i in range(30):
+        assert ops_get("operator", "guess", address=f"10.0.4.{i}").status_code == 401
+
+    assert ops_get("operator", PASSWORD, address="10.0.5.1").status_code == 200
 
 
 def test_successful_logins_never_count_and_nine_failures_still_let_the_user_in(operator):
@@ -152,8 +173,9 @@ def test_the_admin_login_form_says_so_after_ten_wrong_passwords(operator):
     assert "Too many failed logins from this address or for this user." in page
     assert "Try again in 5 minute(s)." in page
     assert client.get("/admin/").status_code == 302  # not logged in
-    # The admin and the ops API share the count.
-    assert_locked(ops_get("operator", PASSWORD, address="10.0.3.1"))
+    # The admin and the ops API share the count: this address is locked for both.
+    assert_locked(ops_get("operator", PASSWORD))
+    assert ops_get("operator", PASSWORD, address="10.0.3.1").status_code == 200
 
 
 def test_the_admin_logs_a_staff_user_in_after_a_few_typos(operator):

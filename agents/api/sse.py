@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -19,6 +20,7 @@ from redis.exceptions import RedisError
 from rest_framework.renderers import BaseRenderer
 
 from agents.runtime.events import TERMINAL_EVENT, decode
+from beamclaw.api.errors import ApiError
 from beamclaw.redis import get_async_redis
 
 from .open_streams import Ending, OpenStream, open_streams
@@ -29,6 +31,27 @@ EVENTS_UNAVAILABLE = Ending(
     "events_unavailable",
     "Live events are unavailable right now; reconnect with Last-Event-ID to resume.",
 )
+
+
+# A Redis stream id: milliseconds, optionally "-" and a sequence, each a 64-bit number.
+_STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+
+
+def parse_last_event_id(value: str | None) -> str:
+    """The event id a client resumes after ("0-0" for the start). Checked here because it
+    is echoed into the stream's `id:` line, where a line break would forge events, and
+    Redis refuses anything else with an error that is no fault of the server's."""
+    if not value:
+        return "0-0"
+    match = _STREAM_ID.fullmatch(value)
+    if match is None or any(int(part) >= 2**64 for part in match.groups() if part):
+        raise ApiError(
+            "invalid_last_event_id",
+            "Last-Event-ID (or last_event_id) must be an event id this API sent, "
+            "like '1733212345678-0'.",
+            status=400,
+        )
+    return value
 
 
 class EventStreamRenderer(BaseRenderer):

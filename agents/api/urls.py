@@ -8,14 +8,20 @@ urlpatterns = [
     path("providers", views.ProviderCredentialListView.as_view(), name="provider-list"),
     path("providers/<str:provider>", views.ProviderCredentialView.as_view(), name="provider"),
     path("sessions", views.SessionListView.as_view(), name="session-list"),
-    path("sessions/<str:key>", views.SessionDetailView.as_view(), name="session-detail"),
-    path("sessions/<str:key>/reset", views.SessionResetView.as_view(), name="session-reset"),
+    path("sessions/<session_key:key>", views.SessionDetailView.as_view(), name="session-detail"),
     path(
-        "sessions/<str:key>/messages",
+        "sessions/<session_key:key>/reset", views.SessionResetView.as_view(), name="session-reset"
+    ),
+    path(
+        "sessions/<session_key:key>/messages",
         views.SessionMessagesView.as_view(),
         name="session-messages",
     ),
-    path("sessions/<str:key>/events", views.SessionEventsView.as_view(), name="session-events"),
+    path(
+        "sessions/<session_key:key>/events",
+        views.SessionEventsView.as_view(),
+        name="session-events",
+    ),
     path("turns/<id:turn_id>", views.TurnDetailView.as_view(), name="turn-detail"),
     path("turns/<id:turn_id>/cancel", views.TurnCancelView.as_view(), name="turn-cancel"),
     path("turns/<id:turn_id>/events", views.TurnEventsView.as_view(), name="turn-events"),

@@ -330,6 +330,7 @@ SSE_DOC = extend_schema(
     ],
     responses={
         (200, "text/event-stream"): EVENT_STREAM,
+        400: OpenApiResponse(description="`invalid_last_event_id`: not an event id this API sent."),
         429: OpenApiResponse(
             description="`too_many_streams`: you have as many event streams open as you may, "
             "or `rate_limited`; retry after `Retry-After` seconds."
@@ -346,8 +347,8 @@ def _get_and_release(select, *args):
 
 
 def _last_event_id(request) -> str:
-    return (
-        request.headers.get("Last-Event-ID") or request.query_params.get("last_event_id") or "0-0"
+    return sse.parse_last_event_id(
+        request.headers.get("Last-Event-ID") or request.query_params.get("last_event_id")
     )
 
 
@@ -369,6 +370,7 @@ class TurnEventsView(AsyncAPIView):
     async def get(self, request, turn_id: int):
         tenant = request_tenant(request)
         turn = await sync_to_async(_get_and_release)(selectors.get_turn, tenant, turn_id)
+        last_event_id = _last_event_id(request)
 
         async def finished_summary() -> dict | None:
             current = await Turn.objects.aget(pk=turn.pk)
@@ -382,7 +384,7 @@ class TurnEventsView(AsyncAPIView):
         held = await open_streams().admit(request.user, started=False)
         frames = sse.stream(
             events.turn_stream(turn),
-            _last_event_id(request),
+            last_event_id,
             held=held,
             end_on_finish=True,
             finished_without_events=finished_summary,
@@ -401,10 +403,11 @@ class SessionEventsView(AsyncAPIView):
     async def get(self, request, key: str):
         tenant = request_tenant(request)
         session = await sync_to_async(_get_and_release)(selectors.get_session, tenant, key)
+        last_event_id = _last_event_id(request)
         held = await open_streams().admit(request.user, started=False)
         frames = sse.stream(
             events.session_stream(session),
-            _last_event_id(request),
+            last_event_id,
             held=held,
             end_on_finish=False,
         )

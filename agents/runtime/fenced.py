@@ -137,6 +137,14 @@ def requeue(
     turn.status = TurnStatus.QUEUED
 
 
+def park_queued(turn: Turn, fence: int, **waiting: object) -> bool:
+    """Note on a queued turn what it waits for (`waiting_reason`, `resumes_at`) when it
+    could not start; False when it is no longer queued (another worker started it)."""
+    with transaction.atomic():
+        _take_seqs(turn.session_id, fence, 0)
+        return bool(Turn.objects.filter(pk=turn.pk, status=TurnStatus.QUEUED).update(**waiting))
+
+
 def finish(
     turn: Turn,
     fence: int,

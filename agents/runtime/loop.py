@@ -135,8 +135,8 @@ def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
             turn = next_turn(session_id)
             while turn is not None:
                 if not limits.acquire_slot(turn.tenant, session_id, order=turn.pk):
-                    Turn.objects.filter(pk=turn.pk).update(
-                        **_parked(WaitingReason.CONCURRENCY_LIMIT)
+                    fenced.park_queued(
+                        turn, lease.fence, **_parked(WaitingReason.CONCURRENCY_LIMIT)
                     )
                     emit(
                         "limit.rejected",

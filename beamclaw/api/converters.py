@@ -1,4 +1,6 @@
-"""`<id:name>` in URL patterns: a database id, ASCII digits only, small enough for a bigint.
+"""Converters for URL patterns, so a path segment that can name no object is a plain 404.
+
+`<id:name>`: a database id, ASCII digits only, small enough for a bigint.
 
 Django's `int` converter takes any length, so an id past 2**63 reaches the database; and a
 `str` id checked with `str.isdigit()` lets through digits such as "²" that `int()` refuses.
@@ -16,3 +18,17 @@ class IdConverter:
 
     def to_url(self, value: int) -> str:
         return str(int(value))
+
+
+class SessionKeyConverter:
+    """`<session_key:key>`: printable text without a slash, at most as long as the stored
+    key. A NUL or other control character would reach PostgreSQL, which refuses NUL in
+    text with an error (a 500); such a key can name no session, so it is a plain 404."""
+
+    regex = r"[^/\x00-\x1f\x7f]{1,300}"  # 300: Session.key's max_length
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value

@@ -86,3 +86,73 @@ def test_unknown_tools_are_refused_with_the_list_of_known_ones(acme):
     )
     assert response.status_code == 400
     assert "launch_missiles" in str(response.json()["error"]["details"]["tools"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/sessions/%00"),
+        ("get", "/api/v1/sessions/agent:ops:a%00b"),
+        ("post", "/api/v1/sessions/agent:ops:a%00b/reset"),
+        ("get", "/api/v1/sessions/agent:ops:a%00b/messages"),
+        ("post", "/api/v1/sessions/agent:ops:a%00b/messages"),
+        ("get", "/api/v1/sessions/agent:ops:a%00b/events"),
+        ("get", "/api/v1/sessions/agent:ops:line%0Abreak"),
+        ("get", "/api/v1/sessions/agent:ops:" + "x" * 300),
+    ],
+)
+def test_a_session_key_with_control_characters_is_a_json_404(acme, ops, method, path):
+    response = getattr(acme.client, method)(path, {"content": "hi"}, format="json")
+
+    assert response.status_code == 404, response.content
+    assert response.json()["error"]["code"] == "not_found"
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code"),
+    [
+        ("/api/v1/sessions/agent:ops:main/messages", {"content": "a\u0000b"}, "invalid_content"),
+        ("/api/v1/agents", {"slug": "x", "system_prompt": "a\u0000b"}, "validation_error"),
+        ("/api/v1/agents", {"slug": "x", "model": "a\u0000b"}, "validation_error"),
+        ("/api/v1/agents", {"slug": "x", "tools": ["a\u0000b"]}, "validation_error"),
+        (
+            "/api/v1/cron-jobs",
+            {
+                "agent": "ops",
+                "session_key": "agent:ops:a\u0000b",
+                "message": "hi",
+                "schedule": {"every_seconds": 60},
+            },
+            "validation_error",
+        ),
+    ],
+)
+def test_a_nul_character_in_a_json_string_is_a_400(acme, ops, path, body, code):
+    response = acme.client.post(path, body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == code
+    assert not Message.objects.exists()
+
+
+BAD_EVENT_IDS = ["abc", "$", "1-", "-1", "1-0-0", "1-0x", "99999999999999999999-0"]
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [(f"?last_event_id={bad}", {}) for bad in [*BAD_EVENT_IDS, "1-0%0Aevent:%20turn.finished"]]
+    + [("", {"Last-Event-ID": bad}) for bad in BAD_EVENT_IDS],
+)
+def test_a_bad_last_event_id_is_a_400_on_both_event_streams(acme, ops, query, headers):
+    submission = services.submit_message(
+        tenant=acme.tenant, session_key="agent:ops:main", content="hi"
+    )
+    for path in (
+        f"/api/v1/turns/{submission.turn.pk}/events",
+        "/api/v1/sessions/agent:ops:main/events",
+    ):
+        response = acme.client.get(path + query, headers=headers)
+
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["code"] == "invalid_last_event_id"

@@ -178,3 +178,39 @@ def test_a_frozen_worker_that_wakes_after_a_takeover_writes_nothing(stack, ops, 
     assert not Message.objects.filter(content="stale answer").exists()
     assert stack.workers[zombie].alive()  # it stopped the turn, not itself
     assert [r["worker"] for r in model.requests] == [zombie, taker]
+
+
+@pytest.mark.django_db
+def test_a_worker_that_lost_the_lease_cannot_mark_a_started_turn_as_waiting(queued_turn):
+    turn = queued_turn
+    zombie = Lease(turn.tenant_id, turn.session_id)
+    assert zombie.acquire()
+    zombie_fence = zombie.fence
+    try:
+        # The session is claimed anew and the turn started while the zombie was refused
+        # a concurrency slot for it.
+        successor_fence = claim_fence(turn.session_id)
+        assert fenced.start_turn(Turn.objects.get(pk=turn.pk), successor_fence)
+        before = _snapshot(turn)
+
+        with pytest.raises(LeaseLost):
+            fenced.park_queued(turn, zombie_fence, waiting_reason="concurrency_limit")
+
+        assert _snapshot(turn) == before
+        assert Turn.objects.get(pk=turn.pk).waiting_reason == ""
+        # Even the current holder cannot mark a turn that is no longer queued.
+        assert not fenced.park_queued(turn, successor_fence, waiting_reason="concurrency_limit")
+        assert Turn.objects.get(pk=turn.pk).waiting_reason == ""
+    finally:
+        zombie.release()
+
+
+@pytest.mark.django_db
+def test_a_queued_turn_refused_a_slot_says_it_waits_for_one(queued_turn):
+    holder = Lease(queued_turn.tenant_id, queued_turn.session_id)
+    assert holder.acquire()
+    try:
+        assert fenced.park_queued(queued_turn, holder.fence, waiting_reason="concurrency_limit")
+        assert Turn.objects.get(pk=queued_turn.pk).waiting_reason == "concurrency_limit"
+    finally:
+        holder.release()
