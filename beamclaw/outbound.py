@@ -10,6 +10,7 @@ compressed answer cannot grow past a size cap before the reader sees it.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import zlib
 from collections.abc import Iterable, Iterator
@@ -18,6 +19,8 @@ from typing import Any
 
 import httpx
 
+log = logging.getLogger(__name__)
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -25,6 +28,13 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 class AddressRefused(Exception):
     """The URL may not be requested; the message says why, for the tenant to read."""
+
+
+def not_public_reason(host: str) -> str:
+    """What a tenant reads when a host is refused: the same words whether the name does
+    not resolve or resolves to an internal address, so that no internal name, address or
+    network layout can be learnt from the answer."""
+    return f"host {host!r} does not resolve to a public address"
 
 
 class UnresolvableHost(AddressRefused):
@@ -72,7 +82,8 @@ class AddressPolicy:
             for address in addresses:
                 kind = non_public_kind(address)
                 if kind is not None:
-                    raise AddressRefused(f"{address} is not a public address ({kind})")
+                    log.info("refused %s: %s is not a public address (%s)", host, address, kind)
+                    raise AddressRefused(not_public_reason(host))
         # The name still goes in the Host header and to TLS (SNI and certificate
         # verification both use sni_hostname).
         headers = {"Host": url.netloc.decode("ascii")}
@@ -85,7 +96,8 @@ def resolve(host: str) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnresolvableHost(f"cannot resolve host {host!r}: {exc}") from None
+        log.info("cannot resolve host %r: %s", host, exc)
+        raise UnresolvableHost(not_public_reason(host)) from None
     # The scope of a link-local IPv6 address ("%eth0") is dropped; such addresses are
     # refused anyway.
     return list(dict.fromkeys(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos))

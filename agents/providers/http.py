@@ -48,7 +48,8 @@ ParseJson = Callable[[dict], ProviderResponse]
 ParseStream = Callable[[SseEvents, DeltaCallback], ProviderResponse]
 
 # What malformed JSON or an unexpected shape raises while we pick fields out of it.
-_PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+# RecursionError: deeply nested JSON from a tenant's endpoint.
+_PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
 
 _client: httpx.Client | None = None
 _client_lock = threading.Lock()
@@ -152,9 +153,11 @@ def post(
             if parse_stream is not None and not content_type.startswith("application/json"):
                 if content_type and "event-stream" not in content_type:
                     raise ValueError(f"expected an event stream, got {content_type}")
-                result = parse_stream(iter_sse(answer.lines(), provider.name), emit)
+                events = iter_sse(answer.lines(), provider.name, provider.max_document_bytes)
+                result = parse_stream(events, emit)
             else:
-                result = parse(_json_object(answer.read()))
+                cap = min(provider.max_document_bytes, provider.max_response_bytes)
+                result = parse(_json_object(answer.read(cap)))
     except _CallbackFailed as exc:
         raise exc.original from None
     except ProviderError as exc:
@@ -246,8 +249,8 @@ class _Body:
         self.provider = provider
         self.deadline = deadline
 
-    def pieces(self, limit: int | None = None) -> Iterator[bytes]:
-        cap = self.provider.max_response_bytes
+    def pieces(self, limit: int | None = None, cap: int | None = None) -> Iterator[bytes]:
+        cap = self.provider.max_response_bytes if cap is None else cap
         received = 0
         try:
             for piece in iter_body(self.response):
@@ -256,18 +259,15 @@ class _Body:
                     yield piece[: len(piece) - (received - limit)]
                     return
                 if received > cap:
-                    raise ProviderError(
-                        PROVIDER_RESPONSE_TOO_LARGE,
-                        f"{self.provider.name} sent an answer over {cap} bytes.",
-                    )
+                    raise _too_large(self.provider.name, cap)
                 if time.monotonic() > self.deadline:
                     raise _deadline_passed(self.provider)
                 yield piece
         except UnsupportedEncoding as exc:
             raise ValueError(str(exc)) from None
 
-    def read(self) -> bytes:
-        return b"".join(self.pieces())
+    def read(self, cap: int | None = None) -> bytes:
+        return b"".join(self.pieces(cap=cap))
 
     def head(self, limit: int) -> bytes:
         """At most `limit` bytes of the body (for an error's log line)."""
@@ -296,6 +296,12 @@ class _Body:
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
 
+def _too_large(provider: str, cap: int) -> ProviderError:
+    return ProviderError(
+        PROVIDER_RESPONSE_TOO_LARGE, f"{provider} sent an answer over {cap} bytes."
+    )
+
+
 def _deadline_passed(provider: Provider) -> ProviderError:
     return ProviderError(
         PROVIDER_DEADLINE_EXCEEDED, f"{provider.name} did not finish before the deadline."
@@ -310,13 +316,18 @@ def _log_failure(provider: Provider, error: ProviderError) -> None:
     log.warning("%s call failed: %s %s", provider.name, error.code, detail or error.message)
 
 
-def iter_sse(lines: Iterable[str], provider: str = "provider") -> SseEvents:
+def iter_sse(
+    lines: Iterable[str], provider: str = "provider", max_event_chars: int | None = None
+) -> SseEvents:
     """Yield (event name, JSON data) per server-sent event; stop at `[DONE]`.
+
+    An event's data longer than `max_event_chars` raises provider_response_too_large
+    before it is parsed.
 
     An event carrying an `error` object (both OpenAI and Anthropic send one mid-stream)
     raises the matching ProviderError.
     """
-    event, data = "", []
+    event, data, size = "", [], 0
     for line in chain(lines, [""]):  # "" flushes an unterminated last event
         if line.startswith(":"):  # comment / keepalive
             continue
@@ -327,6 +338,9 @@ def iter_sse(lines: Iterable[str], provider: str = "provider") -> SseEvents:
                 event = value
             elif field == "data":
                 data.append(value)
+                size += len(value) + 1
+                if max_event_chars is not None and size > max_event_chars:
+                    raise _too_large(provider, max_event_chars)
             continue
         if data:
             text = "\n".join(data)
@@ -336,7 +350,7 @@ def iter_sse(lines: Iterable[str], provider: str = "provider") -> SseEvents:
             if isinstance(payload.get("error"), dict):
                 raise error_from_stream(payload["error"], provider)
             yield event, payload
-        event, data = "", []
+        event, data, size = "", [], 0
 
 
 def _json_object(raw: bytes | str) -> dict:

@@ -249,7 +249,8 @@ def test_a_tenant_base_url_at_a_private_address_is_refused_before_any_request(ki
         provider.complete(ask("hi"))
 
     assert failure.value.code == "provider_url_refused"
-    assert "127.0.0.1 is not a public address (loopback)" in failure.value.message
+    assert "host '127.0.0.1' does not resolve to a public address" in failure.value.message
+    assert "loopback" not in failure.value.message
     assert not failure.value.retryable
     assert server.call_count == 0
 
@@ -334,6 +335,60 @@ def test_an_answer_over_the_size_cap_fails_the_call(kind, server, stream):
 
     assert failure.value.code == "provider_response_too_large"
     assert not failure.value.retryable
+
+
+def test_a_non_streamed_answer_over_the_document_cap_fails_under_the_answer_cap(kind, server):
+    server.add_rule(reply="word " * 100_000)  # 500 KB of text in one JSON document
+    provider = provider_for(
+        kind, server, max_response_bytes=10_000_000, max_document_bytes=100_000, sleep=pytest.fail
+    )
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi", stream=False))
+
+    assert failure.value.code == "provider_response_too_large"
+
+
+def test_a_streamed_answer_may_outgrow_the_document_cap_in_small_events(kind, server):
+    server.add_rule(reply="word " * 30_000)  # 150 KB of text, in events of a few words
+    provider = provider_for(
+        kind, server, max_response_bytes=10_000_000, max_document_bytes=100_000, sleep=pytest.fail
+    )
+
+    response = provider.complete(ask("hi", stream=True))
+
+    assert response.content == "word " * 30_000
+
+
+def test_one_streamed_event_over_the_document_cap_fails_the_call(kind, server):
+    event = json.dumps({"padding": "x" * 300_000})
+    server.add_rule(
+        body=f"data: {event}\n\n".encode(), headers={"Content-Type": "text/event-stream"}
+    )
+    provider = provider_for(
+        kind, server, max_response_bytes=10_000_000, max_document_bytes=100_000, sleep=pytest.fail
+    )
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi", stream=True))
+
+    assert failure.value.code == "provider_response_too_large"
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
+def test_deeply_nested_json_is_a_bad_response(kind, server, stream):
+    nested = '{"x": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    if stream:
+        server.add_rule(
+            body=f"data: {nested}\n\n".encode(), headers={"Content-Type": "text/event-stream"}
+        )
+    else:
+        server.add_rule(body=nested.encode(), headers={"Content-Type": "application/json"})
+
+    with pytest.raises(ProviderError) as failure:
+        provider_for(kind, server, sleep=pytest.fail).complete(ask("hi", stream=stream))
+
+    assert failure.value.code == "provider_bad_response"
 
 
 def test_a_compressed_answer_is_capped_as_it_is_decompressed(kind, server):
