@@ -73,6 +73,8 @@ class ProviderError(Exception):
 
     `message` is ours and short: the tenant reads it. What the remote side said goes in
     `detail`, for the operator's log only: a tenant's endpoint may answer anything.
+    `partial_output_chars` counts the text already streamed to the caller before the
+    failure: that output was delivered, so the call is billed for it.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         status: int | None = None,
         detail: str = "",
+        partial_output_chars: int = 0,
     ):
         super().__init__(message)
         self.code = code
@@ -92,6 +95,7 @@ class ProviderError(Exception):
         self.retry_after = retry_after
         self.status = status
         self.detail = detail
+        self.partial_output_chars = partial_output_chars
 
 
 # Stable failure codes a turn can end with because of its provider.

@@ -128,13 +128,13 @@ def post(
     client = provider.http or get_http_client()
     if deadline is None:
         deadline = time.monotonic() + provider.call_timeout
-    emitted = False
+    emitted_chars = 0
 
     def emit(text: str) -> None:
-        nonlocal emitted
+        nonlocal emitted_chars
         if not text:
             return
-        emitted = True
+        emitted_chars += len(text)
         if on_delta is not None:
             try:
                 on_delta(text)
@@ -161,7 +161,8 @@ def post(
     except _CallbackFailed as exc:
         raise exc.original from None
     except ProviderError as exc:
-        exc.retryable = exc.retryable and not emitted
+        exc.retryable = exc.retryable and not emitted_chars
+        exc.partial_output_chars = emitted_chars
         _log_failure(provider, exc)
         raise
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, *_PARSE_ERRORS) as exc:
@@ -169,7 +170,8 @@ def post(
             error = _deadline_passed(provider)
         else:
             error = error_from_exception(exc, provider.name)
-            error.retryable = error.retryable and not emitted
+            error.retryable = error.retryable and not emitted_chars
+        error.partial_output_chars = emitted_chars
         _log_failure(provider, error)
         raise error from exc
     result.model = result.model or body.get("model", "")

@@ -337,6 +337,19 @@ def test_an_answer_over_the_size_cap_fails_the_call(kind, server, stream):
     assert not failure.value.retryable
 
 
+def test_a_stream_cut_short_says_how_much_text_already_went_out(kind, server):
+    server.add_rule(reply="word " * 40_000)
+    received: list[str] = []
+
+    with pytest.raises(ProviderError) as failure:
+        provider_for(kind, server, max_response_bytes=50_000, sleep=pytest.fail).complete(
+            ask("hi", stream=True), on_delta=received.append
+        )
+
+    assert failure.value.code == "provider_response_too_large"
+    assert failure.value.partial_output_chars == len("".join(received)) > 0
+
+
 def test_a_non_streamed_answer_over_the_document_cap_fails_under_the_answer_cap(kind, server):
     server.add_rule(reply="word " * 100_000)  # 500 KB of text in one JSON document
     provider = provider_for(
