@@ -302,6 +302,9 @@ PROVIDER_MAX_DOCUMENT_BYTES = env_int("PROVIDER_MAX_DOCUMENT_BYTES", 2_000_000)
 # Whether a tenant's own base URL may reach private, loopback and link-local addresses
 # (a model server on the operator's network); off, only public addresses.
 PROVIDER_BASE_URL_ALLOW_PRIVATE = env_bool("PROVIDER_BASE_URL_ALLOW_PRIVATE", False)
+# The longest wait for the DNS lookup of a tenant's URL (a base URL, http_fetch), in
+# seconds; a call's own deadline shortens it.
+OUTBOUND_DNS_TIMEOUT = env_float("OUTBOUND_DNS_TIMEOUT", 5.0)
 
 MESSAGE_MAX_BYTES = env_int("MESSAGE_MAX_BYTES", 100_000)
 # Request bodies larger than this are refused with 413 before they are parsed (Django's own

@@ -142,7 +142,7 @@ def post(
                 raise _CallbackFailed(exc)
 
     try:
-        targets = _targets(provider, url)
+        targets = _targets(provider, url, deadline)
         timeout = _timeout(provider.timeout, deadline)
         with _open(client, targets, headers, body, timeout) as response:
             answer = _Body(response, provider, deadline)
@@ -178,12 +178,12 @@ def post(
     return result
 
 
-def _targets(provider: Provider, url: str) -> list[Target]:
+def _targets(provider: Provider, url: str, deadline: float) -> list[Target]:
     """The operator's base URL is used as is; a tenant's is checked on every attempt."""
     if provider.address_policy is None:
         return [Target(httpx.URL(url))]
     try:
-        return provider.address_policy.targets(httpx.URL(url))
+        return provider.address_policy.targets(httpx.URL(url), deadline)
     except UnresolvableHost as exc:  # DNS may be back by the next attempt
         raise _error(PROVIDER_UNAVAILABLE, provider.name, detail=str(exc), retryable=True) from None
     except AddressRefused as exc:

@@ -4,6 +4,8 @@ The platform's key (the workers' OPENAI_API_KEY) only ever goes to the platform'
 (the `platform_model` server); a tenant's base URL is called with the tenant's key only.
 """
 
+import time
+
 import httpx
 import pytest
 
@@ -51,6 +53,21 @@ def test_a_base_url_that_is_not_public_is_refused_without_revealing_why(acme, se
     if host == "localhost":
         assert "127.0.0.1" not in error["message"]
     assert not ProviderCredential.objects.filter(tenant=acme.tenant).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("hanging_dns")
+def test_a_base_url_whose_dns_hangs_is_refused_after_the_dns_timeout(acme, settings):
+    settings.OUTBOUND_DNS_TIMEOUT = 0.5
+    started = time.monotonic()
+
+    response = put_openai(acme, {"api_key": "sk-mine", "base_url": "http://slow-dns.example/v1"})
+
+    assert time.monotonic() - started < 5
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "base_url_refused"
+    assert "did not resolve within 0.5 s" in error["message"]
 
 
 @pytest.mark.django_db

@@ -285,6 +285,45 @@ def test_a_tenant_host_that_does_not_resolve_is_unavailable_and_retried(kind):
     assert len(sleeps) == 2  # DNS may be back by the next attempt
 
 
+@pytest.mark.usefixtures("hanging_dns")
+def test_a_tenant_host_whose_dns_hangs_is_unavailable_after_the_dns_timeout(kind, settings):
+    settings.OUTBOUND_DNS_TIMEOUT = 0.5
+    provider = get_provider(
+        kind,
+        api_key="k",
+        base_url="http://slow-dns.example/v1",
+        address_policy=AddressPolicy(allow_private=True),
+        retry=RetryPolicy(max_retries=0),
+    )
+    started = time.monotonic()
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi"))
+
+    assert failure.value.code == "provider_unavailable"
+    assert failure.value.retryable  # DNS may answer next time
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.usefixtures("hanging_dns")
+def test_a_hanging_dns_lookup_ends_by_the_call_deadline(kind, settings):
+    settings.OUTBOUND_DNS_TIMEOUT = 60
+    provider = get_provider(
+        kind,
+        api_key="k",
+        base_url="http://slow-dns.example/v1",
+        address_policy=AddressPolicy(allow_private=True),
+        retry=RetryPolicy(max_retries=0),
+        call_timeout=0.5,
+    )
+    started = time.monotonic()
+
+    with pytest.raises(ProviderError):
+        provider.complete(ask("hi"))
+
+    assert time.monotonic() - started < 10
+
+
 # -- deadlines and size ----------------------------------------------------------------
 
 
