@@ -10,6 +10,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -67,11 +68,35 @@ def get_http_client() -> httpx.Client:
     return _client
 
 
+# A tenant's base URL is requested at its checked IP, its name only in the TLS SNI, and
+# httpx pools connections by IP: a shared client could send one tenant's request (with its
+# key) over a connection opened and certificate-checked for another tenant's host. So
+# each such host gets a client of its own; the least recently used go past this many.
+TENANT_HOST_CLIENTS = 64
+_tenant_clients: OrderedDict[str, httpx.Client] = OrderedDict()
+
+
+def client_for_tenant_host(host: str) -> httpx.Client:
+    """The pooled client for a tenant's base URL host, never shared with another host."""
+    with _client_lock:
+        client = _tenant_clients.get(host)
+        if client is None:
+            limits = httpx.Limits(max_connections=100, max_keepalive_connections=10)
+            client = _tenant_clients[host] = httpx.Client(limits=limits)
+            if len(_tenant_clients) > TENANT_HOST_CLIENTS:
+                # Not closed here: another thread may be mid-call on it; its connections
+                # close when it is garbage collected.
+                _tenant_clients.popitem(last=False)
+        _tenant_clients.move_to_end(host)
+        return client
+
+
 def _forget_client_in_child() -> None:
     # A forked child (Celery prefork) must not share the parent's sockets; it builds its own.
     global _client, _client_lock
     _client = None
     _client_lock = threading.Lock()
+    _tenant_clients.clear()
 
 
 os.register_at_fork(after_in_child=_forget_client_in_child)
@@ -125,7 +150,7 @@ def post(
     `provider.max_response_bytes`, whatever the server sends meanwhile (keep-alives
     included).
     """
-    client = provider.http or get_http_client()
+    client = provider.http or _client_for(provider, url)
     if deadline is None:
         deadline = time.monotonic() + provider.call_timeout
     emitted_chars = 0
@@ -176,6 +201,12 @@ def post(
         raise error from exc
     result.model = result.model or body.get("model", "")
     return result
+
+
+def _client_for(provider: Provider, url: str) -> httpx.Client:
+    if provider.address_policy is None:  # the operator's base URL
+        return get_http_client()
+    return client_for_tenant_host(httpx.URL(url).host)
 
 
 def _targets(provider: Provider, url: str, deadline: float) -> list[Target]:

@@ -25,6 +25,7 @@ from agents.providers.base import (
 )
 from agents.providers.fake_server import FakeModelServer
 from agents.providers.http import parse_retry_after
+from beamclaw import outbound
 from beamclaw.outbound import AddressPolicy
 
 CALCULATOR = ToolSpec(
@@ -283,6 +284,29 @@ def test_a_tenant_host_that_does_not_resolve_is_unavailable_and_retried(kind):
 
     assert failure.value.code == "provider_unavailable"
     assert len(sleeps) == 2  # DNS may be back by the next attempt
+
+
+def test_tenant_hosts_on_one_address_never_share_a_connection(kind, server, monkeypatch):
+    # Two tenants' hosts that resolve to the same address (one shared front, say).
+    monkeypatch.setattr(outbound, "lookup", lambda host: [(0, 0, 0, "", ("127.0.0.1", 0))])
+    path = "/v1" if kind == "openai" else ""
+
+    def call(host: str) -> None:
+        provider = get_provider(
+            kind,
+            api_key=f"key-of-{host}",
+            base_url=f"http://{host}:{server.port}{path}",
+            address_policy=AddressPolicy(allow_private=True),
+        )
+        provider.complete(ask("hi", stream=False))  # a streamed answer ends its connection
+
+    call("tenant-a.example")
+    call("tenant-a.example")
+    call("tenant-b.example")
+
+    ports = [record["client_port"] for record in server.requests]
+    assert ports[0] == ports[1]  # one host's calls do reuse their connection
+    assert ports[2] != ports[0]
 
 
 @pytest.mark.usefixtures("hanging_dns")
