@@ -229,11 +229,8 @@ class HttpFetch(Tool):
             allowed_hosts=getattr(settings, "TOOLS_HTTP_ALLOWED_HOSTS", []),
         )
         # trust_env=False: a proxy from the environment would resolve hosts itself and
-        # bypass the address check. No keep-alive: connections are pooled by the checked
-        # IP, so a redirect to another host on that IP would reuse a connection whose TLS
-        # was checked for the first host.
-        no_keep_alive = httpx.Limits(max_keepalive_connections=0)
-        with httpx.Client(trust_env=False, limits=no_keep_alive) as client:
+        # bypass the address check.
+        with httpx.Client(trust_env=False) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 try:
                     response, body, truncated = _get(client, policy, url, max_bytes, deadline)
