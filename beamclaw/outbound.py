@@ -10,13 +10,22 @@ compressed answer cannot grow past a size cap before the reader sees it.
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
 import socket
+import threading
+import time
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from django.conf import settings
+
+log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -25,6 +34,13 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 class AddressRefused(Exception):
     """The URL may not be requested; the message says why, for the tenant to read."""
+
+
+def not_public_reason(host: str) -> str:
+    """What a tenant reads when a host is refused: the same words whether the name does
+    not resolve or resolves to an internal address, so that no internal name, address or
+    network layout can be learnt from the answer."""
+    return f"host {host!r} does not resolve to a public address"
 
 
 class UnresolvableHost(AddressRefused):
@@ -59,20 +75,25 @@ class AddressPolicy:
         hosts = frozenset(name.rstrip(".").lower() for name in allowed_hosts)
         return cls(allow_private=allow_private, allowed_hosts=hosts)
 
-    def targets(self, url: httpx.URL) -> list[Target]:
+    def targets(self, url: httpx.URL, deadline: float | None = None) -> list[Target]:
         """Where to connect for `url`, one target per checked address; AddressRefused if
-        the URL may not be requested."""
+        the URL may not be requested. The DNS lookup ends by OUTBOUND_DNS_TIMEOUT, or by
+        `deadline` (time.monotonic()) if that is sooner."""
         if url.scheme not in ("http", "https") or not url.host:
             raise AddressRefused("only http:// and https:// URLs with a host are allowed")
         host = url.raw_host.decode("ascii").rstrip(".").lower()  # IDNA-encoded
         if host in self.allowed_hosts:
             return [Target(url)]
-        addresses = resolve(host)
+        timeout = settings.OUTBOUND_DNS_TIMEOUT
+        if deadline is not None:
+            timeout = max(min(timeout, deadline - time.monotonic()), 0.0)
+        addresses = resolve(host, timeout)
         if not self.allow_private:
             for address in addresses:
                 kind = non_public_kind(address)
                 if kind is not None:
-                    raise AddressRefused(f"{address} is not a public address ({kind})")
+                    log.info("refused %s: %s is not a public address (%s)", host, address, kind)
+                    raise AddressRefused(not_public_reason(host))
         # The name still goes in the Host header and to TLS (SNI and certificate
         # verification both use sni_hostname).
         headers = {"Host": url.netloc.decode("ascii")}
@@ -80,15 +101,53 @@ class AddressPolicy:
         return [Target(url.copy_with(host=str(a)), headers, extensions) for a in addresses]
 
 
-def resolve(host: str) -> list[IPAddress]:
-    """Every address `host` resolves to, in the resolver's order; AddressRefused if none."""
+# Lookups run on a few threads of their own, so a caller can stop waiting for one
+# (getaddrinfo itself has no timeout); a hung lookup holds one of these, not the caller.
+DNS_THREADS = 8
+_dns_pool: ThreadPoolExecutor | None = None
+_dns_pool_lock = threading.Lock()
+
+
+def lookup(host: str) -> list[tuple]:
+    """The system resolver (tests point this at a resolver of their own)."""
+    return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+
+
+def resolve(host: str, timeout: float) -> list[IPAddress]:
+    """Every address `host` resolves to, in the resolver's order; UnresolvableHost if none
+    or if the lookup takes longer than `timeout` seconds."""
+    future = _get_dns_pool().submit(lookup, host)
     try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        infos = future.result(timeout=timeout)
+    except FutureTimeout:
+        future.cancel()
+        log.info("resolving host %r took over %.1f s", host, timeout)
+        raise UnresolvableHost(f"host {host!r} did not resolve within {timeout:g} s") from None
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnresolvableHost(f"cannot resolve host {host!r}: {exc}") from None
+        log.info("cannot resolve host %r: %s", host, exc)
+        raise UnresolvableHost(not_public_reason(host)) from None
     # The scope of a link-local IPv6 address ("%eth0") is dropped; such addresses are
     # refused anyway.
     return list(dict.fromkeys(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos))
+
+
+def _get_dns_pool() -> ThreadPoolExecutor:
+    global _dns_pool
+    if _dns_pool is None:
+        with _dns_pool_lock:
+            if _dns_pool is None:
+                _dns_pool = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="dns")
+    return _dns_pool
+
+
+def _forget_dns_pool_in_child() -> None:
+    # A forked child (Celery prefork) has none of the parent's threads; it starts its own.
+    global _dns_pool, _dns_pool_lock
+    _dns_pool = None
+    _dns_pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_dns_pool_in_child)
 
 
 def non_public_kind(address: IPAddress) -> str | None:

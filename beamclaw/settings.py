@@ -296,9 +296,15 @@ PROVIDER_BACKOFF_BASE = env_float("PROVIDER_BACKOFF_BASE", 0.5)
 # streamed 64k-token answer is about 15 MB of events.
 PROVIDER_CALL_DEADLINE = env_float("PROVIDER_CALL_DEADLINE", 300.0)
 PROVIDER_MAX_RESPONSE_BYTES = env_int("PROVIDER_MAX_RESPONSE_BYTES", 32_000_000)
+# One JSON document (a non-streamed answer, or one streamed event) is parsed whole, at
+# many times its size in memory; it may be at most this many bytes.
+PROVIDER_MAX_DOCUMENT_BYTES = env_int("PROVIDER_MAX_DOCUMENT_BYTES", 2_000_000)
 # Whether a tenant's own base URL may reach private, loopback and link-local addresses
 # (a model server on the operator's network); off, only public addresses.
 PROVIDER_BASE_URL_ALLOW_PRIVATE = env_bool("PROVIDER_BASE_URL_ALLOW_PRIVATE", False)
+# The longest wait for the DNS lookup of a tenant's URL (a base URL, http_fetch), in
+# seconds; a call's own deadline shortens it.
+OUTBOUND_DNS_TIMEOUT = env_float("OUTBOUND_DNS_TIMEOUT", 5.0)
 
 MESSAGE_MAX_BYTES = env_int("MESSAGE_MAX_BYTES", 100_000)
 # Request bodies larger than this are refused with 413 before they are parsed (Django's own

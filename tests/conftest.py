@@ -314,3 +314,17 @@ def channel_api_server():
     server = FakeChannelApi().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def hanging_dns(monkeypatch):
+    """Every DNS lookup in this process hangs until the test ends (a resolver that
+    never answers)."""
+    import threading
+
+    from beamclaw import outbound
+
+    release = threading.Event()
+    monkeypatch.setattr(outbound, "lookup", lambda host: release.wait(60) and [])
+    yield
+    release.set()

@@ -73,6 +73,8 @@ class ProviderError(Exception):
 
     `message` is ours and short: the tenant reads it. What the remote side said goes in
     `detail`, for the operator's log only: a tenant's endpoint may answer anything.
+    `partial_output_chars` counts the text already streamed to the caller before the
+    failure: that output was delivered, so the call is billed for it.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         status: int | None = None,
         detail: str = "",
+        partial_output_chars: int = 0,
     ):
         super().__init__(message)
         self.code = code
@@ -92,6 +95,7 @@ class ProviderError(Exception):
         self.retry_after = retry_after
         self.status = status
         self.detail = detail
+        self.partial_output_chars = partial_output_chars
 
 
 # Stable failure codes a turn can end with because of its provider.
@@ -110,6 +114,9 @@ PROVIDER_KEY_REQUIRED = "provider_key_required"  # a tenant's base URL without t
 # PROVIDER_CALL_DEADLINE and PROVIDER_MAX_RESPONSE_BYTES.
 DEFAULT_CALL_TIMEOUT = 300.0
 DEFAULT_MAX_RESPONSE_BYTES = 32_000_000
+# One JSON document (a whole non-streamed answer, or one streamed event) is parsed in one
+# go, at many times its size in memory, so it gets a much smaller cap than a stream.
+DEFAULT_MAX_DOCUMENT_BYTES = 2_000_000
 
 DeltaCallback = Callable[[str], None]
 
@@ -132,7 +139,8 @@ class Provider(ABC):
     """An adapter for one wire format. Instances are cheap; the HTTP client is shared.
 
     `timeout` bounds each network wait; `call_timeout` (seconds) bounds a whole call,
-    retries included, and `max_response_bytes` the size of one answer. With an
+    retries included, `max_response_bytes` the size of one answer and
+    `max_document_bytes` the size of one JSON document in it. With an
     `address_policy` the base URL is a tenant's: it is checked (and pinned to the
     checked address) on every attempt, since DNS can change between attempts.
     """
@@ -150,6 +158,7 @@ class Provider(ABC):
         sleep: Callable[[float], None] = time.sleep,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
         address_policy: AddressPolicy | None = None,
     ):
         self.api_key = api_key
@@ -160,6 +169,7 @@ class Provider(ABC):
         self.sleep = sleep
         self.call_timeout = call_timeout
         self.max_response_bytes = max_response_bytes
+        self.max_document_bytes = max_document_bytes
         self.address_policy = address_policy
 
     def complete(

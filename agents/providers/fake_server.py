@@ -291,6 +291,8 @@ class FakeModelServer:
             "finished_at": None,
             "status": None,
             "held": False,
+            # Which connection it came on: requests on one kept-alive connection share it.
+            "client_port": handler.client_address[1],
         }
         with self._lock:
             self._records.append(record)

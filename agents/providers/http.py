@@ -10,6 +10,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -48,7 +49,8 @@ ParseJson = Callable[[dict], ProviderResponse]
 ParseStream = Callable[[SseEvents, DeltaCallback], ProviderResponse]
 
 # What malformed JSON or an unexpected shape raises while we pick fields out of it.
-_PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+# RecursionError: deeply nested JSON from a tenant's endpoint.
+_PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
 
 _client: httpx.Client | None = None
 _client_lock = threading.Lock()
@@ -66,11 +68,35 @@ def get_http_client() -> httpx.Client:
     return _client
 
 
+# A tenant's base URL is requested at its checked IP, its name only in the TLS SNI, and
+# httpx pools connections by IP: a shared client could send one tenant's request (with its
+# key) over a connection opened and certificate-checked for another tenant's host. So
+# each such host gets a client of its own; the least recently used go past this many.
+TENANT_HOST_CLIENTS = 64
+_tenant_clients: OrderedDict[str, httpx.Client] = OrderedDict()
+
+
+def client_for_tenant_host(host: str) -> httpx.Client:
+    """The pooled client for a tenant's base URL host, never shared with another host."""
+    with _client_lock:
+        client = _tenant_clients.get(host)
+        if client is None:
+            limits = httpx.Limits(max_connections=100, max_keepalive_connections=10)
+            client = _tenant_clients[host] = httpx.Client(limits=limits)
+            if len(_tenant_clients) > TENANT_HOST_CLIENTS:
+                # Not closed here: another thread may be mid-call on it; its connections
+                # close when it is garbage collected.
+                _tenant_clients.popitem(last=False)
+        _tenant_clients.move_to_end(host)
+        return client
+
+
 def _forget_client_in_child() -> None:
     # A forked child (Celery prefork) must not share the parent's sockets; it builds its own.
     global _client, _client_lock
     _client = None
     _client_lock = threading.Lock()
+    _tenant_clients.clear()
 
 
 os.register_at_fork(after_in_child=_forget_client_in_child)
@@ -124,16 +150,16 @@ def post(
     `provider.max_response_bytes`, whatever the server sends meanwhile (keep-alives
     included).
     """
-    client = provider.http or get_http_client()
+    client = provider.http or _client_for(provider, url)
     if deadline is None:
         deadline = time.monotonic() + provider.call_timeout
-    emitted = False
+    emitted_chars = 0
 
     def emit(text: str) -> None:
-        nonlocal emitted
+        nonlocal emitted_chars
         if not text:
             return
-        emitted = True
+        emitted_chars += len(text)
         if on_delta is not None:
             try:
                 on_delta(text)
@@ -141,7 +167,7 @@ def post(
                 raise _CallbackFailed(exc)
 
     try:
-        targets = _targets(provider, url)
+        targets = _targets(provider, url, deadline)
         timeout = _timeout(provider.timeout, deadline)
         with _open(client, targets, headers, body, timeout) as response:
             answer = _Body(response, provider, deadline)
@@ -152,13 +178,16 @@ def post(
             if parse_stream is not None and not content_type.startswith("application/json"):
                 if content_type and "event-stream" not in content_type:
                     raise ValueError(f"expected an event stream, got {content_type}")
-                result = parse_stream(iter_sse(answer.lines(), provider.name), emit)
+                events = iter_sse(answer.lines(), provider.name, provider.max_document_bytes)
+                result = parse_stream(events, emit)
             else:
-                result = parse(_json_object(answer.read()))
+                cap = min(provider.max_document_bytes, provider.max_response_bytes)
+                result = parse(_json_object(answer.read(cap)))
     except _CallbackFailed as exc:
         raise exc.original from None
     except ProviderError as exc:
-        exc.retryable = exc.retryable and not emitted
+        exc.retryable = exc.retryable and not emitted_chars
+        exc.partial_output_chars = emitted_chars
         _log_failure(provider, exc)
         raise
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, *_PARSE_ERRORS) as exc:
@@ -166,19 +195,26 @@ def post(
             error = _deadline_passed(provider)
         else:
             error = error_from_exception(exc, provider.name)
-            error.retryable = error.retryable and not emitted
+            error.retryable = error.retryable and not emitted_chars
+        error.partial_output_chars = emitted_chars
         _log_failure(provider, error)
         raise error from exc
     result.model = result.model or body.get("model", "")
     return result
 
 
-def _targets(provider: Provider, url: str) -> list[Target]:
+def _client_for(provider: Provider, url: str) -> httpx.Client:
+    if provider.address_policy is None:  # the operator's base URL
+        return get_http_client()
+    return client_for_tenant_host(httpx.URL(url).host)
+
+
+def _targets(provider: Provider, url: str, deadline: float) -> list[Target]:
     """The operator's base URL is used as is; a tenant's is checked on every attempt."""
     if provider.address_policy is None:
         return [Target(httpx.URL(url))]
     try:
-        return provider.address_policy.targets(httpx.URL(url))
+        return provider.address_policy.targets(httpx.URL(url), deadline)
     except UnresolvableHost as exc:  # DNS may be back by the next attempt
         raise _error(PROVIDER_UNAVAILABLE, provider.name, detail=str(exc), retryable=True) from None
     except AddressRefused as exc:
@@ -246,8 +282,8 @@ class _Body:
         self.provider = provider
         self.deadline = deadline
 
-    def pieces(self, limit: int | None = None) -> Iterator[bytes]:
-        cap = self.provider.max_response_bytes
+    def pieces(self, limit: int | None = None, cap: int | None = None) -> Iterator[bytes]:
+        cap = self.provider.max_response_bytes if cap is None else cap
         received = 0
         try:
             for piece in iter_body(self.response):
@@ -256,18 +292,15 @@ class _Body:
                     yield piece[: len(piece) - (received - limit)]
                     return
                 if received > cap:
-                    raise ProviderError(
-                        PROVIDER_RESPONSE_TOO_LARGE,
-                        f"{self.provider.name} sent an answer over {cap} bytes.",
-                    )
+                    raise _too_large(self.provider.name, cap)
                 if time.monotonic() > self.deadline:
                     raise _deadline_passed(self.provider)
                 yield piece
         except UnsupportedEncoding as exc:
             raise ValueError(str(exc)) from None
 
-    def read(self) -> bytes:
-        return b"".join(self.pieces())
+    def read(self, cap: int | None = None) -> bytes:
+        return b"".join(self.pieces(cap=cap))
 
     def head(self, limit: int) -> bytes:
         """At most `limit` bytes of the body (for an error's log line)."""
@@ -296,6 +329,12 @@ class _Body:
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
 
+def _too_large(provider: str, cap: int) -> ProviderError:
+    return ProviderError(
+        PROVIDER_RESPONSE_TOO_LARGE, f"{provider} sent an answer over {cap} bytes."
+    )
+
+
 def _deadline_passed(provider: Provider) -> ProviderError:
     return ProviderError(
         PROVIDER_DEADLINE_EXCEEDED, f"{provider.name} did not finish before the deadline."
@@ -310,13 +349,18 @@ def _log_failure(provider: Provider, error: ProviderError) -> None:
     log.warning("%s call failed: %s %s", provider.name, error.code, detail or error.message)
 
 
-def iter_sse(lines: Iterable[str], provider: str = "provider") -> SseEvents:
+def iter_sse(
+    lines: Iterable[str], provider: str = "provider", max_event_chars: int | None = None
+) -> SseEvents:
     """Yield (event name, JSON data) per server-sent event; stop at `[DONE]`.
+
+    An event's data longer than `max_event_chars` raises provider_response_too_large
+    before it is parsed.
 
     An event carrying an `error` object (both OpenAI and Anthropic send one mid-stream)
     raises the matching ProviderError.
     """
-    event, data = "", []
+    event, data, size = "", [], 0
     for line in chain(lines, [""]):  # "" flushes an unterminated last event
         if line.startswith(":"):  # comment / keepalive
             continue
@@ -327,6 +371,9 @@ def iter_sse(lines: Iterable[str], provider: str = "provider") -> SseEvents:
                 event = value
             elif field == "data":
                 data.append(value)
+                size += len(value) + 1
+                if max_event_chars is not None and size > max_event_chars:
+                    raise _too_large(provider, max_event_chars)
             continue
         if data:
             text = "\n".join(data)
@@ -336,7 +383,7 @@ def iter_sse(lines: Iterable[str], provider: str = "provider") -> SseEvents:
             if isinstance(payload.get("error"), dict):
                 raise error_from_stream(payload["error"], provider)
             yield event, payload
-        event, data = "", []
+        event, data, size = "", [], 0
 
 
 def _json_object(raw: bytes | str) -> dict:

@@ -11,7 +11,12 @@ HISTORY_WINDOW = 400
 
 def estimate_tokens(text: str) -> int:
     # ~4 characters per token for English; a budget guard, not a bill.
-    return len(text) // 4 + 4
+    return tokens_for_chars(len(text))
+
+
+def tokens_for_chars(chars: int) -> int:
+    """The estimate for `chars` characters of text (a cut-short answer is billed by it)."""
+    return chars // 4 + 4
 
 
 def load_history(session_id: int) -> list[Message]:

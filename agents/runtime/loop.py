@@ -40,7 +40,7 @@ from tenants import limits, metering
 from tenants.models import UsageRecord
 
 from . import events, fenced, subagents
-from .context import build_context, estimate_tokens, load_history
+from .context import build_context, estimate_tokens, load_history, tokens_for_chars
 from .dispatch import dispatch_reply, dispatch_session
 from .lease import Lease, LeaseLost
 from .memory import SessionMemory
@@ -413,9 +413,8 @@ def _loop(run: TurnRun) -> None:
 def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderResponse:
     """One model call behind the limiter: every attempt (retries too) is admitted first."""
     turn = run.turn
-    estimate = sum(estimate_tokens(m.content) for m in request.messages) + (
-        request.max_tokens or DEFAULT_OUTPUT_ESTIMATE
-    )
+    input_estimate = sum(estimate_tokens(m.content) for m in request.messages)
+    estimate = input_estimate + (request.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
     reservations: list[limits.Reservation] = []
 
     def admit(attempt: int) -> None:
@@ -451,14 +450,18 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
             request, on_delta=deltas, before_attempt=admit, deadline=run.deadline
         )
     except ProviderError as exc:
-        for reservation in reservations:
+        # Text already streamed out was delivered: bill the cut-short call by estimate.
+        charged = _charge_partial_output(run, provider, request, exc, input_estimate)
+        for reservation in reservations[: len(reservations) - bool(charged)]:
             limits.settle(reservation, 0)
+        if charged:
+            limits.settle(reservations[-1], charged.input_tokens + charged.output_tokens)
         emit(
             "provider.call",
             **run.labels,
             **call,
-            input_tokens=0,
-            output_tokens=0,
+            input_tokens=charged.input_tokens if charged else 0,
+            output_tokens=charged.output_tokens if charged else 0,
             latency_s=time.monotonic() - started,
             attempts=len(reservations),
             ok=False,
@@ -503,6 +506,30 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
         error_code="",
     )
     return response
+
+
+def _charge_partial_output(
+    run: TurnRun, provider, request: ProviderRequest, error: ProviderError, input_tokens: int
+) -> UsageRecord | None:
+    """The usage record of a call that failed after streaming text (by the deadline, the
+    size cap or a broken stream), estimated from what went out; None if nothing did."""
+    if not error.partial_output_chars:
+        return None
+    turn = run.turn
+    record = metering.usage_record(
+        tenant_id=turn.tenant_id,
+        agent_id=turn.agent_id,
+        turn_id=turn.pk,
+        provider=provider.name,
+        model=request.model,
+        input_tokens=input_tokens,
+        output_tokens=tokens_for_chars(error.partial_output_chars),
+    )
+    turn.input_tokens += record.input_tokens
+    turn.output_tokens += record.output_tokens
+    # Written with the turn's failure, in the same fenced step (or saved after the turn).
+    run.usage.append(record)
+    return record
 
 
 def _run_tools(run: TurnRun, calls: list[dict], *, step: int) -> None:

@@ -42,6 +42,7 @@ def provider_for(agent: Agent) -> Provider:
         ),
         "call_timeout": settings.PROVIDER_CALL_DEADLINE,
         "max_response_bytes": settings.PROVIDER_MAX_RESPONSE_BYTES,
+        "max_document_bytes": settings.PROVIDER_MAX_DOCUMENT_BYTES,
     }
     if tenant_url is not None:
         if tenant_key is None:

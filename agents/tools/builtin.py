@@ -270,7 +270,7 @@ def _get(
 ) -> tuple[httpx.Response, bytes, bool]:
     """One GET of `url`, at the first checked address that accepts a connection."""
     try:
-        targets = policy.targets(url)
+        targets = policy.targets(url, deadline)
     except AddressRefused as exc:
         raise ToolError(f"refusing to fetch {url}: {exc}")
     error: httpx.HTTPError = httpx.ConnectError(f"no address to connect to for {url.host}")

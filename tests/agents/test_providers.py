@@ -25,6 +25,7 @@ from agents.providers.base import (
 )
 from agents.providers.fake_server import FakeModelServer
 from agents.providers.http import parse_retry_after
+from beamclaw import outbound
 from beamclaw.outbound import AddressPolicy
 
 CALCULATOR = ToolSpec(
@@ -249,7 +250,8 @@ def test_a_tenant_base_url_at_a_private_address_is_refused_before_any_request(ki
         provider.complete(ask("hi"))
 
     assert failure.value.code == "provider_url_refused"
-    assert "127.0.0.1 is not a public address (loopback)" in failure.value.message
+    assert "host '127.0.0.1' does not resolve to a public address" in failure.value.message
+    assert "loopback" not in failure.value.message
     assert not failure.value.retryable
     assert server.call_count == 0
 
@@ -282,6 +284,68 @@ def test_a_tenant_host_that_does_not_resolve_is_unavailable_and_retried(kind):
 
     assert failure.value.code == "provider_unavailable"
     assert len(sleeps) == 2  # DNS may be back by the next attempt
+
+
+def test_tenant_hosts_on_one_address_never_share_a_connection(kind, server, monkeypatch):
+    # Two tenants' hosts that resolve to the same address (one shared front, say).
+    monkeypatch.setattr(outbound, "lookup", lambda host: [(0, 0, 0, "", ("127.0.0.1", 0))])
+    path = "/v1" if kind == "openai" else ""
+
+    def call(host: str) -> None:
+        provider = get_provider(
+            kind,
+            api_key=f"key-of-{host}",
+            base_url=f"http://{host}:{server.port}{path}",
+            address_policy=AddressPolicy(allow_private=True),
+        )
+        provider.complete(ask("hi", stream=False))  # a streamed answer ends its connection
+
+    call("tenant-a.example")
+    call("tenant-a.example")
+    call("tenant-b.example")
+
+    ports = [record["client_port"] for record in server.requests]
+    assert ports[0] == ports[1]  # one host's calls do reuse their connection
+    assert ports[2] != ports[0]
+
+
+@pytest.mark.usefixtures("hanging_dns")
+def test_a_tenant_host_whose_dns_hangs_is_unavailable_after_the_dns_timeout(kind, settings):
+    settings.OUTBOUND_DNS_TIMEOUT = 0.5
+    provider = get_provider(
+        kind,
+        api_key="k",
+        base_url="http://slow-dns.example/v1",
+        address_policy=AddressPolicy(allow_private=True),
+        retry=RetryPolicy(max_retries=0),
+    )
+    started = time.monotonic()
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi"))
+
+    assert failure.value.code == "provider_unavailable"
+    assert failure.value.retryable  # DNS may answer next time
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.usefixtures("hanging_dns")
+def test_a_hanging_dns_lookup_ends_by_the_call_deadline(kind, settings):
+    settings.OUTBOUND_DNS_TIMEOUT = 60
+    provider = get_provider(
+        kind,
+        api_key="k",
+        base_url="http://slow-dns.example/v1",
+        address_policy=AddressPolicy(allow_private=True),
+        retry=RetryPolicy(max_retries=0),
+        call_timeout=0.5,
+    )
+    started = time.monotonic()
+
+    with pytest.raises(ProviderError):
+        provider.complete(ask("hi"))
+
+    assert time.monotonic() - started < 10
 
 
 # -- deadlines and size ----------------------------------------------------------------
@@ -334,6 +398,73 @@ def test_an_answer_over_the_size_cap_fails_the_call(kind, server, stream):
 
     assert failure.value.code == "provider_response_too_large"
     assert not failure.value.retryable
+
+
+def test_a_stream_cut_short_says_how_much_text_already_went_out(kind, server):
+    server.add_rule(reply="word " * 40_000)
+    received: list[str] = []
+
+    with pytest.raises(ProviderError) as failure:
+        provider_for(kind, server, max_response_bytes=50_000, sleep=pytest.fail).complete(
+            ask("hi", stream=True), on_delta=received.append
+        )
+
+    assert failure.value.code == "provider_response_too_large"
+    assert failure.value.partial_output_chars == len("".join(received)) > 0
+
+
+def test_a_non_streamed_answer_over_the_document_cap_fails_under_the_answer_cap(kind, server):
+    server.add_rule(reply="word " * 100_000)  # 500 KB of text in one JSON document
+    provider = provider_for(
+        kind, server, max_response_bytes=10_000_000, max_document_bytes=100_000, sleep=pytest.fail
+    )
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi", stream=False))
+
+    assert failure.value.code == "provider_response_too_large"
+
+
+def test_a_streamed_answer_may_outgrow_the_document_cap_in_small_events(kind, server):
+    server.add_rule(reply="word " * 30_000)  # 150 KB of text, in events of a few words
+    provider = provider_for(
+        kind, server, max_response_bytes=10_000_000, max_document_bytes=100_000, sleep=pytest.fail
+    )
+
+    response = provider.complete(ask("hi", stream=True))
+
+    assert response.content == "word " * 30_000
+
+
+def test_one_streamed_event_over_the_document_cap_fails_the_call(kind, server):
+    event = json.dumps({"padding": "x" * 300_000})
+    server.add_rule(
+        body=f"data: {event}\n\n".encode(), headers={"Content-Type": "text/event-stream"}
+    )
+    provider = provider_for(
+        kind, server, max_response_bytes=10_000_000, max_document_bytes=100_000, sleep=pytest.fail
+    )
+
+    with pytest.raises(ProviderError) as failure:
+        provider.complete(ask("hi", stream=True))
+
+    assert failure.value.code == "provider_response_too_large"
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
+def test_deeply_nested_json_is_a_bad_response(kind, server, stream):
+    nested = '{"x": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    if stream:
+        server.add_rule(
+            body=f"data: {nested}\n\n".encode(), headers={"Content-Type": "text/event-stream"}
+        )
+    else:
+        server.add_rule(body=nested.encode(), headers={"Content-Type": "application/json"})
+
+    with pytest.raises(ProviderError) as failure:
+        provider_for(kind, server, sleep=pytest.fail).complete(ask("hi", stream=stream))
+
+    assert failure.value.code == "provider_bad_response"
 
 
 def test_a_compressed_answer_is_capped_as_it_is_decompressed(kind, server):

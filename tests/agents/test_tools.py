@@ -422,7 +422,7 @@ def test_http_fetch_refuses_a_loopback_address_by_default(ctx, server_port):
     result = fetch(ctx, f"http://127.0.0.1:{server_port}/")
 
     assert result.error_code == "tool_error"
-    assert "127.0.0.1 is not a public address" in result.content
+    assert "host '127.0.0.1' does not resolve to a public address" in result.content
 
 
 @pytest.mark.parametrize(
@@ -441,7 +441,7 @@ def test_http_fetch_refuses_non_public_addresses(ctx, url):
     result = fetch(ctx, url)
 
     assert result.error_code == "tool_error"
-    assert "not a public address" in result.content
+    assert "does not resolve to a public address" in result.content
 
 
 def test_http_fetch_refuses_other_schemes(ctx):
@@ -520,7 +520,7 @@ def test_http_fetch_refuses_a_redirect_from_an_allowed_host_to_a_private_address
     result = fetch(ctx, f"http://localhost:{server_port}/redirect?to={target}")
 
     assert result.error_code == "tool_error"
-    assert "127.0.0.1 is not a public address" in result.content
+    assert "host '127.0.0.1' does not resolve to a public address" in result.content
 
 
 def test_http_fetch_stops_after_five_redirects(ctx, server_port, settings):

@@ -7,6 +7,8 @@ import time
 import pytest
 
 from agents.models import Agent
+from tenants import limits
+from tenants.models import UsageRecord
 from tests.support import make_agent, send, wait_for_turn
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,6 +42,34 @@ def test_the_turn_deadline_stops_a_model_call_that_only_sends_keep_alives(acme, 
     assert (turn.status, turn.error_code) == ("failed", "turn_timeout")
     assert time.monotonic() - started < 15
     assert model.call_count == 1
+
+
+@pytest.mark.usefixtures("worker")
+def test_text_streamed_before_the_turn_deadline_cut_the_call_is_billed(acme, model):
+    make_agent(acme.tenant, model, turn_timeout_seconds=2)
+    # A long answer, a word every 0.1 s: the deadline cuts it after some words went out.
+    model.add_rule(reply="word " * 1000, stream_chunk_delay=0.1)
+
+    turn = wait_for_turn(send(acme, KEY, "hello")["turn"]["id"], timeout=30)
+
+    assert (turn.status, turn.error_code) == ("failed", "turn_timeout")
+    record = UsageRecord.objects.get(tenant=acme.tenant, turn_id=turn.pk)
+    assert record.output_tokens > 0 and record.input_tokens > 0
+    assert (turn.input_tokens, turn.output_tokens) == (record.input_tokens, record.output_tokens)
+    assert limits.current_usage(acme.tenant)["tokens_today"] == (
+        record.input_tokens + record.output_tokens
+    )
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_call_that_fails_before_streaming_any_text_is_not_billed(acme, agent, model):
+    model.add_rule(status=400)
+
+    turn = wait_for_turn(send(acme, KEY, "hello")["turn"]["id"])
+
+    assert (turn.status, turn.error_code) == ("failed", "provider_bad_request")
+    assert not UsageRecord.objects.filter(tenant=acme.tenant).exists()
+    assert limits.current_usage(acme.tenant)["tokens_today"] == 0
 
 
 def test_a_crashed_turn_shows_a_reference_the_worker_log_carries_not_the_exception(
