@@ -2,18 +2,15 @@
 the throttled login form into the admin."""
 
 from django.apps import AppConfig
-from django.urls import register_converter
 
 
 class BeamclawConfig(AppConfig):
     name = "beamclaw"
 
     def ready(self) -> None:
-        from beamclaw.api.converters import IdConverter, SessionKeyConverter
+        # Registers the path converters, before any URLconf is imported.
+        import beamclaw.api.converters  # noqa: F401
 
-        # Before any URLconf is imported.
-        register_converter(IdConverter, "id")
-        register_converter(SessionKeyConverter, "session_key")
         # Every process (web, workers, beat, commands) gets the same handlers; register()
         # ignores a handler it already has, so a second ready() adds nothing. The metrics
         # module is imported only now, after settings exported PROMETHEUS_MULTIPROC_DIR.

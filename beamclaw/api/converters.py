@@ -9,6 +9,8 @@ This one matches what an id can be, so anything else is a plain 404.
 
 from __future__ import annotations
 
+from django.urls import register_converter
+
 
 class IdConverter:
     regex = "[0-9]{1,18}"  # 18 digits always fit PostgreSQL's bigint (19 may not)
@@ -32,3 +34,9 @@ class SessionKeyConverter:
 
     def to_url(self, value: str) -> str:
         return value
+
+
+# Registered once, when this module is first imported (from the app's ready(), before any
+# URLconf): registering again is deprecated in Django 5.x and an error in 6.0.
+register_converter(IdConverter, "id")
+register_converter(SessionKeyConverter, "session_key")
