@@ -179,6 +179,9 @@ def shell_env(platform_env: dict[str, str], demo_dir: Path) -> dict[str, str]:
     return env
 
 
+# Some twenty commands, each a fresh Python process; on SQLite under a busy suite that
+# passes the default 120 s, while each command keeps its own 120 s limit.
+@pytest.mark.timeout(360)
 def test_the_readme_examples_run_as_written(stack, demo_dir, platform_env):
     env = shell_env(platform_env, demo_dir)
     prelude = ""  # variable assignments (KEY=..., API=...) carry to later commands
