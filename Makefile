@@ -47,7 +47,7 @@ format: $(STAMP) ## ruff format and ruff check --fix
 worker: $(STAMP) ## one more Celery worker (on REDIS_URL or the running `make run`'s Redis)
 	@$(PY) scripts/dev.py worker $(ARGS)
 
-bench: $(STAMP) ## every benchmark at full size (~30 min); ARGS="--quick" for a 1.5 to 3-minute run
+bench: $(STAMP) ## every benchmark at full size (~30 min); ARGS="--quick" for a run of a few minutes
 	DEBUG=1 $(PY) manage.py bench all $(ARGS)
 
 clean: ## delete this install's keys in a shared Redis, then var/ (SQLite, private Redis, demo secrets); keeps .venv

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -14,6 +16,17 @@ from django.dispatch import receiver
 from beamclaw.installation import installation_id
 
 _lock = threading.Lock()
+_scripts: dict[Path, Any] = {}
+
+
+def lua_script(client: redis.Redis | aioredis.Redis, source: Path):
+    """The Lua script in `source`, registered on `client` once (it runs by EVALSHA and
+    falls back to EVAL after a Redis restart)."""
+    cached = _scripts.get(source)
+    if cached is None or cached.registered_client is not client:
+        cached = client.register_script(source.read_text())
+        _scripts[source] = cached
+    return cached
 
 
 @lru_cache(maxsize=8)

@@ -438,6 +438,9 @@ DISCORD_API_BASE_URL = os.environ.get("DISCORD_API_BASE_URL", "https://discord.c
 CHANNEL_HTTP_TIMEOUT = env_float("CHANNEL_HTTP_TIMEOUT", 10.0)
 CHANNEL_DELIVERY_MAX_ATTEMPTS = env_int("CHANNEL_DELIVERY_MAX_ATTEMPTS", 6)
 CHANNEL_DELIVERY_BACKOFF_BASE = env_float("CHANNEL_DELIVERY_BACKOFF_BASE", 2.0)
+# A reply longer than this many messages is cut, with a note: an answer of megabytes must
+# not become thousands of posts (nor cost a worker the time to split it).
+CHANNEL_REPLY_MAX_PARTS = env_int("CHANNEL_REPLY_MAX_PARTS", 10)
 # Signed webhook requests older (or newer) than this are refused as replays.
 CHANNEL_SIGNATURE_MAX_AGE_SECONDS = env_int("CHANNEL_SIGNATURE_MAX_AGE_SECONDS", 300)
 

@@ -22,25 +22,18 @@ from django.conf import settings
 from django.db.models import F, Sum
 from redis.exceptions import RedisError
 
-from beamclaw.redis import get_redis, key
+from beamclaw.redis import get_redis, key, lua_script
 
+from . import stream_slots
 from .models import Tenant, UsageRecord
-from .stream_slots import slots_key as stream_slots_key
 
 log = logging.getLogger(__name__)
 
 _LUA = Path(__file__).parent / "lua"
-_scripts: dict[str, object] = {}
 
 
 def _script(name: str):
-    """A registered script (EVALSHA, falling back to EVAL after a Redis restart)."""
-    client = get_redis()
-    cached = _scripts.get(name)
-    if cached is None or cached.registered_client is not client:
-        cached = client.register_script((_LUA / f"{name}.lua").read_text())
-        _scripts[name] = cached
-    return cached
+    return lua_script(get_redis(), _LUA / f"{name}.lua")
 
 
 class LimitExceeded(Exception):
@@ -219,7 +212,7 @@ def current_usage(tenant: Tenant) -> dict[str, int]:
     pipe.zcount(slots_key(tenant.pk), now_ms, "+inf")
     pipe.zcard(_parked_key(tenant.pk))
     pipe.zcount(_rate_parked_key(tenant.pk), now_ms, "+inf")
-    pipe.zcount(stream_slots_key(tenant.pk), now_ms, "+inf")
+    pipe.zcount(stream_slots.key_of(tenant.pk), now_ms, "+inf")
     day, month, running, parked_for_slot, parked_for_rate, streams = pipe.execute()
     return {
         "tokens_today": int(day or 0),

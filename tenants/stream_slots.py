@@ -13,25 +13,19 @@ from pathlib import Path
 
 from django.conf import settings
 
-from beamclaw.redis import get_async_redis, key
+from beamclaw.redis import get_async_redis, key, lua_script
 
 from .models import Tenant
 
 _LUA = Path(__file__).parent / "lua"
-_scripts: dict[str, object] = {}
 
 
 def _script(name: str):
-    """The script registered on this event loop's client (EVALSHA, EVAL after a restart)."""
-    client = get_async_redis()
-    cached = _scripts.get(name)
-    if cached is None or cached.registered_client is not client:
-        cached = client.register_script((_LUA / f"{name}.lua").read_text())
-        _scripts[name] = cached
-    return cached
+    """The script, registered on this event loop's client."""
+    return lua_script(get_async_redis(), _LUA / f"{name}.lua")
 
 
-def slots_key(tenant_id: int) -> str:
+def key_of(tenant_id: int) -> str:
     return key("t", tenant_id, "streams")
 
 
@@ -42,7 +36,7 @@ def _ttl_ms() -> int:
 async def acquire(tenant: Tenant, lease: str) -> bool:
     """Take a slot for `lease`; False when the tenant has its cap of streams open."""
     taken = await _script("acquire_stream_slot")(
-        keys=[slots_key(tenant.pk)], args=[lease, tenant.max_concurrent_streams, _ttl_ms()]
+        keys=[key_of(tenant.pk)], args=[lease, tenant.max_concurrent_streams, _ttl_ms()]
     )
     return bool(taken)
 
@@ -54,9 +48,9 @@ async def renew(leases_by_tenant: dict[int, list[str]]) -> None:
     script = _script("renew_stream_slots")
     pipe = get_async_redis().pipeline(transaction=False)
     for tenant_id, leases in leases_by_tenant.items():
-        await script(keys=[slots_key(tenant_id)], args=[_ttl_ms(), *leases], client=pipe)
+        await script(keys=[key_of(tenant_id)], args=[_ttl_ms(), *leases], client=pipe)
     await pipe.execute()
 
 
 async def release(tenant_id: int, lease: str) -> None:
-    await get_async_redis().zrem(slots_key(tenant_id), lease)
+    await get_async_redis().zrem(key_of(tenant_id), lease)

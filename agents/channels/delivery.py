@@ -140,7 +140,21 @@ def _post(delivery: ChannelDelivery, index: int, text: str) -> None:
 
 def reply_parts(delivery: ChannelDelivery) -> list[str]:
     limit = slack.PART_CHARS if delivery.binding.kind == ChannelKind.SLACK else discord.PART_CHARS
-    return split_text(reply_text(delivery.turn), limit)
+    return capped_parts(reply_text(delivery.turn), limit, turn_id=delivery.turn_id)
+
+
+def capped_parts(text: str, limit: int, *, turn_id: int) -> list[str]:
+    """`split_text`, at most CHANNEL_REPLY_MAX_PARTS pieces; the last of a cut reply ends
+    with a note pointing at the whole answer in the API."""
+    max_parts = settings.CHANNEL_REPLY_MAX_PARTS
+    # Only what can be posted is split: splitting copies the rest for every piece.
+    parts = split_text(text[: limit * max_parts + 1], limit)
+    if len(parts) <= max_parts and len(text) <= limit * max_parts:
+        return parts
+    note = f"\n\n[Cut here: the whole answer is turn {turn_id} in the API.]"
+    parts = parts[:max_parts]
+    parts[-1] = parts[-1][: limit - len(note)] + note
+    return parts
 
 
 def reply_text(turn: Turn) -> str:

@@ -450,6 +450,7 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
             request, on_delta=deltas, before_attempt=admit, deadline=run.deadline
         )
     except ProviderError as exc:
+        deltas.flush()  # what streamed out is shown, as it is billed
         # Text already streamed out was delivered: bill the cut-short call by estimate.
         charged = _charge_partial_output(run, provider, request, exc, input_estimate)
         for reservation in reservations[: len(reservations) - bool(charged)]:
@@ -479,21 +480,8 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
     for reservation in reservations[:-1]:
         limits.settle(reservation, 0)  # failed attempts used nothing we are billed for
     limits.settle(reservations[-1], used)
-    turn.input_tokens += response.usage.input_tokens
-    turn.output_tokens += response.usage.output_tokens
     turn.iterations += 1
-    # Money: the call goes on the ledger in the transaction of the next fenced step.
-    run.usage.append(
-        metering.usage_record(
-            tenant_id=turn.tenant_id,
-            agent_id=turn.agent_id,
-            turn_id=turn.pk,
-            provider=provider.name,
-            model=request.model,
-            input_tokens=response.usage.input_tokens,
-            output_tokens=response.usage.output_tokens,
-        )
-    )
+    _bill(run, provider, request, response.usage.input_tokens, response.usage.output_tokens)
     emit(
         "provider.call",
         **run.labels,
@@ -515,6 +503,15 @@ def _charge_partial_output(
     size cap or a broken stream), estimated from what went out; None if nothing did."""
     if not error.partial_output_chars:
         return None
+    output_tokens = tokens_for_chars(error.partial_output_chars)
+    return _bill(run, provider, request, input_tokens, output_tokens)
+
+
+def _bill(
+    run: TurnRun, provider, request: ProviderRequest, input_tokens: int, output_tokens: int
+) -> UsageRecord:
+    """Money: the call goes on the ledger in the transaction of the turn's next fenced step
+    (for a failing turn, the one that records its failure), and counts on the turn."""
     turn = run.turn
     record = metering.usage_record(
         tenant_id=turn.tenant_id,
@@ -523,11 +520,10 @@ def _charge_partial_output(
         provider=provider.name,
         model=request.model,
         input_tokens=input_tokens,
-        output_tokens=tokens_for_chars(error.partial_output_chars),
+        output_tokens=output_tokens,
     )
-    turn.input_tokens += record.input_tokens
-    turn.output_tokens += record.output_tokens
-    # Written with the turn's failure, in the same fenced step (or saved after the turn).
+    turn.input_tokens += input_tokens
+    turn.output_tokens += output_tokens
     run.usage.append(record)
     return record
 

@@ -602,6 +602,22 @@ def test_split_text_cuts_at_paragraphs_then_lines_then_spaces():
     assert delivery.split_text("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]
 
 
+def test_a_huge_reply_becomes_at_most_the_part_cap_with_a_note_and_a_short_one_is_whole(
+    settings,
+):
+    settings.CHANNEL_REPLY_MAX_PARTS = 3
+    answer = "word " * 8_000_000  # 40 MB: split whole, it would hold a worker for minutes
+
+    parts = delivery.capped_parts(answer, 2000, turn_id=42)
+
+    assert len(parts) == 3
+    assert all(0 < len(part) <= 2000 for part in parts)
+    assert parts[-1].endswith("[Cut here: the whole answer is turn 42 in the API.]")
+    assert delivery.capped_parts("word " * 1000, 2000, turn_id=42) == delivery.split_text(
+        "word " * 1000, 2000
+    )
+
+
 def test_session_names_are_made_safe_and_short():
     key = bindings.session_key("ops", "slack", "T 1", "C/1:2", "x" * 300)
 

@@ -19,7 +19,7 @@ from django.conf import settings
 from agents.models import Turn
 from tenants.models import ApiKey
 from tenants.services import revoke_api_key, set_limits
-from tenants.stream_slots import slots_key
+from tenants.stream_slots import key_of as stream_slots_key
 from tests.supervision.conftest import RedisServer
 from tests.support import make_agent, send, start_web, wait_until
 
@@ -230,11 +230,15 @@ def test_the_slots_of_a_web_process_that_dies_free_themselves(
     try:
         open_stream(session_events(doomed_web), acme.headers)
         slots = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
-        [(lease, first_expiry)] = slots.zrange(slots_key(acme.tenant.pk), 0, -1, withscores=True)
+        [(lease, first_expiry)] = slots.zrange(
+            stream_slots_key(acme.tenant.pk), 0, -1, withscores=True
+        )
 
         # While the process lives it renews the lease, and the slot stays taken past it.
         wait_until(
-            lambda: (slots.zscore(slots_key(acme.tenant.pk), lease) or 0) > first_expiry + 2000,
+            lambda: (
+                (slots.zscore(stream_slots_key(acme.tenant.pk), lease) or 0) > first_expiry + 2000
+            ),
             timeout=20,
             message="the stream's lease to be renewed past its first expiry",
         )
@@ -290,7 +294,7 @@ def test_a_waiting_request_is_let_go_when_its_key_is_revoked(web, acme, acme_ses
     waiting.start()
     slots = redis.Redis.from_url(settings.REDIS_URL)
     wait_until(
-        lambda: slots.zcard(slots_key(acme.tenant.pk)) == 1,
+        lambda: slots.zcard(stream_slots_key(acme.tenant.pk)) == 1,
         message="the waiting request to hold its slot",
     )
 
