@@ -150,8 +150,9 @@ def _database(url: str) -> dict:
         }
         config["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     elif config["ENGINE"] == "django.db.backends.postgresql":
-        # psycopg's pool: a turn returns its connection while it waits on the model, and
-        # Celery's per-task close() just hands the connection back (see PERFORMANCE.md).
+        # psycopg's pool: a turn returns its connection while it waits on the model, and the
+        # close() Celery's Django fix-up makes around every task just hands the connection
+        # back instead of opening a new PostgreSQL backend each time.
         config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {
             "pool": {

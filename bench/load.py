@@ -1,7 +1,7 @@
 """The load generator: light asyncio clients, timed at the client.
 
 aiohttp for the API and the model server (httpx's async client costs 5-10 ms of CPU per
-request under load and would cap the server it measures: PERFORMANCE.md), and a Redis
+request under load and would cap the server it measures), and a Redis
 pub/sub listener for bare Celery tasks. The client's own CPU time is part of every
 outcome, so a reader can tell a slow server from a busy client.
 """

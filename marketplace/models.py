@@ -1,1 +1,1 @@
-"""Versioned agent packages (see DESIGN.md, "Marketplace"); built in a later issue."""
+"""Versioned agent packages: the app is in place, its models are not written yet."""

@@ -22,7 +22,7 @@ class Tenant(models.Model):
         default=True, help_text="A suspended tenant's keys answer 403 and its turns do not run."
     )
 
-    # Limits (DESIGN.md, "Limits"); enforced by tenants/limits.py.
+    # Limits, enforced by tenants/limits.py before every model call.
     requests_per_minute = models.PositiveIntegerField(
         default=600, validators=[MinValueValidator(1)], help_text="Model calls per minute."
     )

@@ -1,4 +1,4 @@
-"""Slack and Discord webhooks in, replies out (DESIGN.md, "ChannelBinding").
+"""Slack and Discord webhooks in, replies out (docs/architecture.md, "How a turn flows").
 
 A webhook verifies its signature over the raw body, submits the message as a turn with
 `source` slack/discord and records where the answer goes (a ChannelDelivery); when the

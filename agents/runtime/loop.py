@@ -354,7 +354,7 @@ def _turn_timeout(run: TurnRun) -> StopTurn:
 
 def _release_db_connection() -> None:
     # With psycopg's pool, close() hands the connection back, so a turn waiting on the
-    # model holds none (DESIGN.md); without a pool, reconnecting would cost more.
+    # model holds none; without a pool, reconnecting would cost more.
     if connection.settings_dict.get("OPTIONS", {}).get("pool") and not connection.in_atomic_block:
         connection.close()
 

@@ -23,8 +23,8 @@ from ..load import Job, Outcome, turn_jobs
 from ..platform import threads_for
 from ..report import Result, num, ratio
 
-# Short supervision so a dead worker's turns come back within seconds (DESIGN.md values
-# are for production: a 30 s lease, a 5 s reaper).
+# Short supervision so a dead worker's turns come back within seconds (the settings'
+# defaults are for production: a 30 s lease, a 5 s reaper).
 SUPERVISION = {
     "TURN_LEASE_SECONDS": "5",
     "TURN_LEASE_RENEW_SECONDS": "1.5",
