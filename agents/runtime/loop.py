@@ -39,13 +39,13 @@ from beamclaw.telemetry import emit
 from tenants import limits, metering
 from tenants.models import UsageRecord
 
-from . import events, fenced, subagents
+from . import children, events, fenced
+from .cancellation import cancel_key
 from .context import build_context, estimate_tokens, load_history, tokens_for_chars
 from .dispatch import dispatch_reply, dispatch_session
 from .lease import Lease, LeaseLost
 from .memory import SessionMemory
-from .provider import provider_for
-from .signals import cancel_key
+from .provider_choice import provider_for
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ def _finish(
     batch.append(("turn.finished", summary))
     run.emit_events(batch)
     emit("turn.finished", **run.labels, **summary, duration_s=time.monotonic() - run.started)
-    subagents.wake_parent(turn)
+    children.wake_parent(turn)
 
 
 def _check_boundary(run: TurnRun, *, hand_back: bool = True) -> None:
@@ -543,11 +543,11 @@ def _run_tools(run: TurnRun, calls: list[dict], *, step: int) -> None:
         _check_boundary(run)
         tool = registry.get(call["name"])
         deferred = tool is not None and tool.deferred and call["name"] in turn.agent.tools
-        if deferred and (child := subagents.child_for(turn, call["id"])) is not None:
+        if deferred and (child := children.child_for(turn, call["id"])) is not None:
             if not child.is_final:
                 waiting = True
                 continue
-            ok, content = subagents.child_result(child)
+            ok, content = children.child_result(child)
             _save_tool_result(run, call, ok, content, "" if ok else "subagent_failed", 0)
             continue
         run.emit_event(
@@ -604,7 +604,7 @@ def _wait_for_children(run: TurnRun) -> None:
     fenced.append(
         turn, run.lease.fence, [], usage=run.usage, status=TurnStatus.WAITING, **_usage(turn)
     )
-    if subagents.children_pending(turn):
+    if children.children_pending(turn):
         run.emit_event("turn.waiting", {"reason": "sub-agents"})
         raise WaitForChildren()
     # The last child finished before we were waiting, so it could not wake us: take the
