@@ -24,9 +24,10 @@ from agents.models import ChannelBinding, ChannelDelivery
 from agents.services import submit_message
 from beamclaw.api.errors import ApiError
 from beamclaw.crypto import encrypt
+from beamclaw.outbound import parse_retry_after
 from beamclaw.redis import get_redis, key
 
-from . import DeliveryFailed, RequestRefused, bindings, retry_after
+from . import DeliveryFailed, RequestRefused, bindings
 
 log = logging.getLogger(__name__)
 
@@ -213,5 +214,5 @@ def _send(method: str, url: str, body: dict, headers: dict[str, str] | None = No
     raise DeliveryFailed(
         f"discord: HTTP {response.status_code} on {method} {detail}",
         retryable=response.status_code == 429 or response.status_code >= 500,
-        retry_after=retry_after(response.headers),
+        retry_after=parse_retry_after(response.headers),
     )

@@ -20,9 +20,10 @@ from django.db import transaction
 from agents.models import ChannelBinding, ChannelDelivery, ChannelSessionScope
 from agents.services import submit_message
 from beamclaw.api.errors import ApiError
+from beamclaw.outbound import parse_retry_after
 from beamclaw.redis import get_redis, key
 
-from . import DeliveryFailed, RequestRefused, bindings, retry_after
+from . import DeliveryFailed, RequestRefused, bindings
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ def post_message(*, token: str, channel: str, text: str, thread_ts: str = "") ->
         )
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"slack: {exc.__class__.__name__}: {exc}", retryable=True)
-    wait = retry_after(response.headers)
+    wait = parse_retry_after(response.headers)
     if response.status_code == 429 or response.status_code >= 500:
         raise DeliveryFailed(
             f"slack: HTTP {response.status_code}", retryable=True, retry_after=wait
