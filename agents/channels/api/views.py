@@ -2,25 +2,28 @@
 
 Plain Django views, not DRF: the signature covers the exact bytes received, so nothing
 may parse the body first. drf-spectacular documents DRF views only, so these stay out of
-the OpenAPI schema. An unknown binding id answers exactly like a bad signature (401), so
-the answers never tell which bindings exist. A suspended tenant's bindings answer 403
-`tenant_suspended` once the signature verifies, before any turn is created.
+the OpenAPI schema. Both webhooks run one check first (`_signed_payload`): the method, the
+body's size, the signature, the tenant, then the JSON. An unknown binding id answers
+exactly like a bad signature (401), so the answers never tell which bindings exist. A
+suspended tenant's bindings answer 403 `tenant_suspended` once the signature verifies,
+before any turn is created.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
+from agents.channels import RequestRefused, bindings, check_timestamp, discord, slack
 from agents.models import ChannelBinding, ChannelKind
 from beamclaw.api.errors import error_body, request_too_large
-
-from . import RequestRefused, bindings, check_timestamp, discord, slack
 
 log = logging.getLogger(__name__)
 
@@ -75,28 +78,85 @@ def _signed_headers(request: HttpRequest, timestamp: str, signature: str) -> tup
     return values
 
 
-@csrf_exempt
-def slack_events(request: HttpRequest, binding_id: int) -> JsonResponse:
-    """Slack Events API request URL: `url_verification`, app mentions, direct messages."""
+# Checks a request's signature for its binding (None: no such binding); RequestRefused if
+# it does not verify.
+Verify = Callable[[ChannelBinding | None, str, str, bytes], None]
+
+
+@dataclass(frozen=True)
+class _Webhook:
+    """What differs between the channels' webhooks: the binding kind, the signature
+    headers and the signature check."""
+
+    kind: str
+    post_only: str  # the 405 answer's message
+    timestamp_header: str
+    signature_header: str
+    verify: Verify
+
+
+def _verify_slack(
+    binding: ChannelBinding | None, timestamp: str, signature: str, body: bytes
+) -> None:
+    secret = bindings.signing_secret(binding) if binding else None
+    slack.verify(secret=secret, timestamp=timestamp, signature=signature, body=body)
+
+
+def _verify_discord(
+    binding: ChannelBinding | None, timestamp: str, signature: str, body: bytes
+) -> None:
+    public_key = binding.public_key if binding else None
+    discord.verify(public_key=public_key, timestamp=timestamp, signature=signature, body=body)
+
+
+SLACK = _Webhook(
+    kind=ChannelKind.SLACK,
+    post_only="Slack sends events with POST.",
+    timestamp_header="X-Slack-Request-Timestamp",
+    signature_header="X-Slack-Signature",
+    verify=_verify_slack,
+)
+DISCORD = _Webhook(
+    kind=ChannelKind.DISCORD,
+    post_only="Discord sends interactions with POST.",
+    timestamp_header="X-Signature-Timestamp",
+    signature_header="X-Signature-Ed25519",
+    verify=_verify_discord,
+)
+
+
+def _signed_payload(
+    request: HttpRequest, binding_id: int, webhook: _Webhook
+) -> tuple[ChannelBinding, dict] | JsonResponse:
+    """The binding and the JSON object of a request whose signature verifies, or the
+    answer that refuses it. The body is parsed only once its signature has verified."""
     if request.method != "POST":
-        return _error(405, "method_not_allowed", "Slack sends events with POST.")
+        return _error(405, "method_not_allowed", webhook.post_only)
     if (body := _raw_body(request)) is None:
         return _too_large()
     try:
         timestamp, signature = _signed_headers(
-            request, "X-Slack-Request-Timestamp", "X-Slack-Signature"
+            request, webhook.timestamp_header, webhook.signature_header
         )
-        binding = _binding(binding_id, ChannelKind.SLACK)
-        secret = bindings.signing_secret(binding) if binding else None
-        slack.verify(secret=secret, timestamp=timestamp, signature=signature, body=body)
+        binding = _binding(binding_id, webhook.kind)
+        webhook.verify(binding, timestamp, signature, body)
     except RequestRefused as refused:
         return _error(401, refused.code, refused.message)
     if not binding.tenant.is_active:
         return _suspended()
-
     payload = _json_object(body)
     if payload is None:
         return _error(400, "malformed_request", "The body is not a JSON object.")
+    return binding, payload
+
+
+@csrf_exempt
+def slack_events(request: HttpRequest, binding_id: int) -> JsonResponse:
+    """Slack Events API request URL: `url_verification`, app mentions, direct messages."""
+    checked = _signed_payload(request, binding_id, SLACK)
+    if isinstance(checked, JsonResponse):
+        return checked
+    binding, payload = checked
     if payload.get("type") == "url_verification":
         return JsonResponse({"challenge": str(payload.get("challenge") or "")})
     if payload.get("type") != "event_callback":
@@ -119,25 +179,10 @@ def slack_events(request: HttpRequest, binding_id: int) -> JsonResponse:
 @csrf_exempt
 def discord_interactions(request: HttpRequest, binding_id: int) -> JsonResponse:
     """Discord Interactions Endpoint URL: PING, and slash commands (answered deferred)."""
-    if request.method != "POST":
-        return _error(405, "method_not_allowed", "Discord sends interactions with POST.")
-    if (body := _raw_body(request)) is None:
-        return _too_large()
-    try:
-        timestamp, signature = _signed_headers(
-            request, "X-Signature-Timestamp", "X-Signature-Ed25519"
-        )
-        binding = _binding(binding_id, ChannelKind.DISCORD)
-        public_key = binding.public_key if binding else None
-        discord.verify(public_key=public_key, timestamp=timestamp, signature=signature, body=body)
-    except RequestRefused as refused:
-        return _error(401, refused.code, refused.message)
-    if not binding.tenant.is_active:
-        return _suspended()
-
-    payload = _json_object(body)
-    if payload is None:
-        return _error(400, "malformed_request", "The body is not a JSON object.")
+    checked = _signed_payload(request, binding_id, DISCORD)
+    if isinstance(checked, JsonResponse):
+        return checked
+    binding, payload = checked
     kind = payload.get("type")
     if kind == discord.PING:
         return JsonResponse({"type": discord.PONG})
