@@ -2,15 +2,16 @@
 
 Plain Django views, not DRF: the signature covers the exact bytes received, so nothing
 may parse the body first. drf-spectacular documents DRF views only, so these stay out of
-the OpenAPI schema. Both webhooks run one check first (`_signed_payload`): the method, the
-body's size, the signature, the tenant, then the JSON. An unknown binding id answers
-exactly like a bad signature (401), so the answers never tell which bindings exist. A
-suspended tenant's bindings answer 403 `tenant_suspended` once the signature verifies,
-before any turn is created.
+the OpenAPI schema. Both webhooks run one check before their own code (`_webhook_view`):
+the method, the body's size, the signature, the tenant, then the JSON. An unknown binding
+id answers exactly like a bad signature (401), so the answers never tell which bindings
+exist. A suspended tenant's bindings answer 403 `tenant_suspended` once the signature
+verifies, before any turn is created.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -81,6 +82,8 @@ def _signed_headers(request: HttpRequest, timestamp: str, signature: str) -> tup
 # Checks a request's signature for its binding (None: no such binding); RequestRefused if
 # it does not verify.
 Verify = Callable[[ChannelBinding | None, str, str, bytes], None]
+SignedHandler = Callable[[HttpRequest, ChannelBinding, dict], JsonResponse]
+View = Callable[[HttpRequest, int], JsonResponse]
 
 
 @dataclass(frozen=True)
@@ -150,13 +153,27 @@ def _signed_payload(
     return binding, payload
 
 
-@csrf_exempt
-def slack_events(request: HttpRequest, binding_id: int) -> JsonResponse:
+def _webhook_view(webhook: _Webhook) -> Callable[[SignedHandler], View]:
+    """Make `handle(request, binding, payload)` the webhook's view: it runs only for a
+    request that passed `_signed_payload`."""
+
+    def wrap(handle: SignedHandler) -> View:
+        @csrf_exempt
+        @functools.wraps(handle)
+        def view(request: HttpRequest, binding_id: int) -> JsonResponse:
+            checked = _signed_payload(request, binding_id, webhook)
+            if isinstance(checked, JsonResponse):
+                return checked
+            return handle(request, *checked)
+
+        return view
+
+    return wrap
+
+
+@_webhook_view(SLACK)
+def slack_events(request: HttpRequest, binding: ChannelBinding, payload: dict) -> JsonResponse:
     """Slack Events API request URL: `url_verification`, app mentions, direct messages."""
-    checked = _signed_payload(request, binding_id, SLACK)
-    if isinstance(checked, JsonResponse):
-        return checked
-    binding, payload = checked
     if payload.get("type") == "url_verification":
         return JsonResponse({"challenge": str(payload.get("challenge") or "")})
     if payload.get("type") != "event_callback":
@@ -176,13 +193,11 @@ def slack_events(request: HttpRequest, binding_id: int) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
-@csrf_exempt
-def discord_interactions(request: HttpRequest, binding_id: int) -> JsonResponse:
+@_webhook_view(DISCORD)
+def discord_interactions(
+    request: HttpRequest, binding: ChannelBinding, payload: dict
+) -> JsonResponse:
     """Discord Interactions Endpoint URL: PING, and slash commands (answered deferred)."""
-    checked = _signed_payload(request, binding_id, DISCORD)
-    if isinstance(checked, JsonResponse):
-        return checked
-    binding, payload = checked
     kind = payload.get("type")
     if kind == discord.PING:
         return JsonResponse({"type": discord.PONG})
