@@ -5,6 +5,11 @@ A turn is a loop of steps: build context → limiter → call the model → pers
 step boundary checks for cancellation, the turn's deadline and a lost lease. Because
 steps are persisted as they happen, a turn re-run after a crash resumes after its last
 saved step.
+
+The side effects are called here, not from telemetry: money (each model call's usage
+record and token counts, `_bill`; the tenant's budget counters, `limits.settle`) and a
+channel turn's reply (made due in the final fenced write, then sent: `_finish`).
+`emit(...)` only feeds metrics and logs.
 """
 
 from __future__ import annotations
@@ -236,7 +241,7 @@ def run_turn(turn: Turn, lease: Lease) -> None:
     try:
         _run_turn(turn, lease, usage)
     finally:
-        metering.save_unwritten(usage)
+        metering.save_unwritten(usage)  # money: the usage no fenced step could write
 
 
 def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> None:
@@ -313,6 +318,7 @@ def _finish(
         **_usage(turn),
     )
     pause_point("turn.committed")
+    # Reply: fenced.finish made a channel turn's reply due in its commit; this sends it.
     if reply_due:
         # If this trigger is lost (the broker is down, or this worker dies first), the
         # reaper sends another: the reply was made due in the commit above.
@@ -451,7 +457,8 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
         )
     except ProviderError as exc:
         deltas.flush()  # what streamed out is shown, as it is billed
-        # Text already streamed out was delivered: bill the cut-short call by estimate.
+        # Money: text already streamed out was delivered, so the cut-short call is billed
+        # by estimate and its reservation settled with that.
         charged = _charge_partial_output(run, provider, request, exc, input_estimate)
         for reservation in reservations[: len(reservations) - bool(charged)]:
             limits.settle(reservation, 0)
@@ -476,6 +483,8 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
             limits.settle(reservation, 0)
         raise
     deltas.flush()
+    # Money: the tenant's budget counters are settled with what the call used, and the
+    # call is billed (its usage record rides along with the next fenced step).
     used = response.usage.input_tokens + response.usage.output_tokens
     for reservation in reservations[:-1]:
         limits.settle(reservation, 0)  # failed attempts used nothing we are billed for
