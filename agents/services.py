@@ -31,10 +31,10 @@ from .models import (
     TurnStatus,
 )
 from .runtime import events
+from .runtime.cancellation import cancel_key
+from .runtime.children import wake_parent
 from .runtime.dispatch import dispatch_turn
-from .runtime.provider import tenant_base_url_policy
-from .runtime.signals import cancel_key
-from .runtime.subagents import wake_parent
+from .runtime.provider_choice import tenant_base_url_policy
 
 SESSION_KEY_RE = re.compile(
     r"^agent:([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?):([A-Za-z0-9_.:-]{1,200})$"

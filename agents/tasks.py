@@ -1,7 +1,8 @@
-"""Thin Celery tasks: load ids, call the runtime.
+"""The agents' Celery tasks: each loads ids and calls the code that does the work.
 
-Both carry `tenant` (the slug) explicitly: it routes them to `tenant.<slug>`, and a task
-only ever touches rows of the tenant it names.
+The tasks that act for one tenant carry `tenant` (the slug) explicitly: it routes them to
+`tenant.<slug>`, and such a task only ever touches rows of the tenant it names. The
+periodic ones (reaper, capacity) work across tenants.
 """
 
 from __future__ import annotations

@@ -4,13 +4,15 @@ Where they may go: the host is resolved once, every address it resolves to must 
 public unless the operator allows private ones, and the request connects to the
 addresses that were checked, so a DNS answer that changes between check and connect
 cannot reach inside. What comes back: the body is decoded in bounded pieces, so a
-compressed answer cannot grow past a size cap before the reader sees it.
+compressed answer cannot grow past a size cap before the reader sees it, and the wait
+an answer asks for (Retry-After) is read the same way for model providers and chat APIs.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import socket
 import threading
@@ -20,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -236,3 +240,31 @@ def _decompressor(encoding: str, first_bytes: bytes) -> Any:
     except zlib.error:
         return zlib.decompressobj(-zlib.MAX_WBITS)
     return zlib.decompressobj()
+
+
+def parse_retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    millis = _finite(headers.get("retry-after-ms"))
+    if millis is not None:
+        return max(millis / 1000, 0.0)
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _finite(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None

@@ -19,7 +19,7 @@ urlpatterns = [
     path("api/v1/ops/capacity", CapacityView.as_view(), name="ops-capacity"),
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),
-    path("hooks/", include("agents.channels.urls")),
+    path("hooks/", include("agents.channels.api.urls")),
 ]
 
 handler400 = "beamclaw.api.errors.bad_request"

@@ -3,7 +3,7 @@
 A webhook verifies its signature over the raw body, submits the message as a turn with
 `source` slack/discord and records where the answer goes (a ChannelDelivery); when the
 turn finishes, `delivery` posts the answer from a Celery task. What both channels share
-is here: the two exceptions, the replay window, reading Retry-After.
+is here: the two exceptions and the replay window.
 """
 
 from __future__ import annotations
@@ -41,11 +41,3 @@ def check_timestamp(raw: str, *, now: float | None = None) -> None:
         raise RequestRefused(
             "stale_timestamp", f"The request timestamp is more than {max_age} s away from now."
         )
-
-
-def retry_after(headers) -> float | None:
-    """The seconds a 429 (or 503) asks us to wait, if it says."""
-    try:
-        return max(0.0, float(headers["Retry-After"]))
-    except (KeyError, TypeError, ValueError):
-        return None

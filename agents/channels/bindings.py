@@ -1,4 +1,5 @@
-"""Creating and changing channel bindings, reading their secrets, naming their sessions.
+"""Creating and changing channel bindings, reading their secrets, naming their sessions,
+and submitting a message that came through one.
 
 Secrets go in encrypted (beamclaw.crypto) and come out only here, for the code that signs
 or posts with them.
@@ -9,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 
+from django.db import transaction
 from nacl.exceptions import CryptoError
 from nacl.signing import VerifyKey
 
-from agents.models import Agent, ChannelBinding, ChannelKind, ChannelSessionScope
+from agents.models import Agent, ChannelBinding, ChannelDelivery, ChannelKind, ChannelSessionScope
+from agents.services import Submission, submit_message
 from beamclaw.api.errors import ApiError
 from beamclaw.crypto import decrypt, encrypt
 from tenants.models import Tenant
@@ -135,3 +138,22 @@ def update_binding(*, binding: ChannelBinding, **changes) -> ChannelBinding:
     for field, value in changes.items():
         setattr(binding, field, value)
     return save_binding(binding=binding, **secrets)
+
+
+def submit_with_reply_target(
+    binding: ChannelBinding, *, session_key: str, content: str, target: dict
+) -> Submission:
+    """Submit a message that came through the binding as a turn, recording where its
+    answer goes (`target`, the ChannelDelivery's) before the turn is dispatched.
+
+    A message that joins a queued turn (`collect`) leaves that turn's target as it is:
+    one turn, one answer, where the first message asked.
+    """
+    with transaction.atomic():
+        submission = submit_message(
+            tenant=binding.tenant, session_key=session_key, content=content, source=binding.kind
+        )
+        ChannelDelivery.objects.get_or_create(
+            turn=submission.turn, defaults={"binding": binding, "target": target}
+        )
+    return submission

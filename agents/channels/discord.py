@@ -16,17 +16,16 @@ from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
-from django.db import transaction
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import VerifyKey
 
-from agents.models import ChannelBinding, ChannelDelivery
-from agents.services import submit_message
+from agents.models import ChannelBinding
 from beamclaw.api.errors import ApiError
 from beamclaw.crypto import encrypt
+from beamclaw.outbound import parse_retry_after
 from beamclaw.redis import get_redis, key
 
-from . import DeliveryFailed, RequestRefused, bindings, retry_after
+from . import DeliveryFailed, RequestRefused, bindings
 
 log = logging.getLogger(__name__)
 
@@ -146,21 +145,16 @@ def handle_command(*, binding: ChannelBinding, payload: dict) -> dict:
         log.warning("discord interaction %s of binding %s replayed", payload.get("id"), binding.pk)
         return _say("This command was already received.")
     try:
-        with transaction.atomic():  # the target is stored before the turn is dispatched
-            submission = submit_message(
-                tenant=binding.tenant,
-                session_key=session_key_for(binding, command),
-                content=command.text,
-                source=SOURCE,
-            )
-            target = {
+        submission = bindings.submit_with_reply_target(
+            binding,
+            session_key=session_key_for(binding, command),
+            content=command.text,
+            target={
                 "application_id": application_id,
                 "token_encrypted": encrypt(command.token),
                 "channel_id": command.channel_id,
-            }
-            ChannelDelivery.objects.get_or_create(
-                turn=submission.turn, defaults={"binding": binding, "target": target}
-            )
+            },
+        )
     except ApiError as error:  # refused for good: a replay is refused too
         log.warning("discord command of binding %s refused: %s", binding.pk, error)
         return _say(f"Sorry, I can't take this now ({error.error_code}).")
@@ -213,5 +207,5 @@ def _send(method: str, url: str, body: dict, headers: dict[str, str] | None = No
     raise DeliveryFailed(
         f"discord: HTTP {response.status_code} on {method} {detail}",
         retryable=response.status_code == 429 or response.status_code >= 500,
-        retry_after=retry_after(response.headers),
+        retry_after=parse_retry_after(response.headers),
     )

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
-from django.db import transaction
 
-from agents.models import ChannelBinding, ChannelDelivery, ChannelSessionScope
-from agents.services import submit_message
+from agents.models import ChannelBinding, ChannelSessionScope
 from beamclaw.api.errors import ApiError
+from beamclaw.outbound import parse_retry_after
 from beamclaw.redis import get_redis, key
 
-from . import DeliveryFailed, RequestRefused, bindings, retry_after
+from . import DeliveryFailed, RequestRefused, bindings
 
 log = logging.getLogger(__name__)
 
@@ -141,19 +140,12 @@ def handle_event(*, binding: ChannelBinding, payload: dict) -> str:
     if not get_redis().set(event_key, "1", nx=True, ex=EVENT_ID_TTL_SECONDS):
         return "duplicate"
     try:
-        with transaction.atomic():  # the target is stored before the turn is dispatched
-            submission = submit_message(
-                tenant=binding.tenant,
-                session_key=session_key_for(binding, message),
-                content=message.text,
-                source=SOURCE,
-            )
-            # A message that joins a queued turn (`collect`) leaves that turn's target
-            # as it is: one turn, one answer, where the first message asked.
-            target = {"channel": message.channel, "thread_ts": message.reply_thread_ts}
-            ChannelDelivery.objects.get_or_create(
-                turn=submission.turn, defaults={"binding": binding, "target": target}
-            )
+        bindings.submit_with_reply_target(
+            binding,
+            session_key=session_key_for(binding, message),
+            content=message.text,
+            target={"channel": message.channel, "thread_ts": message.reply_thread_ts},
+        )
     except ApiError as error:  # refused for good (agent gone, session limit, ...)
         log.warning("slack event %s of binding %s refused: %s", event_id, binding.pk, error)
         return f"refused:{error.error_code}"
@@ -194,7 +186,7 @@ def post_message(*, token: str, channel: str, text: str, thread_ts: str = "") ->
         )
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"slack: {exc.__class__.__name__}: {exc}", retryable=True)
-    wait = retry_after(response.headers)
+    wait = parse_retry_after(response.headers)
     if response.status_code == 429 or response.status_code >= 500:
         raise DeliveryFailed(
             f"slack: HTTP {response.status_code}", retryable=True, retry_after=wait

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import threading
@@ -13,8 +12,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from itertools import chain
 
 import httpx
@@ -40,6 +37,7 @@ from beamclaw.outbound import (
     UnresolvableHost,
     UnsupportedEncoding,
     iter_body,
+    parse_retry_after,
 )
 
 log = logging.getLogger(__name__)
@@ -453,34 +451,6 @@ def error_from_stream(error: dict, provider: str = "provider") -> ProviderError:
         return _error(PROVIDER_BAD_REQUEST, provider, detail=detail)
     # overloaded_error, api_error, server_error and anything unknown: the provider's fault.
     return _error(PROVIDER_UNAVAILABLE, provider, detail=detail, retryable=True)
-
-
-def parse_retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
-    millis = _finite(headers.get("retry-after-ms"))
-    if millis is not None:
-        return max(millis / 1000, 0.0)
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    seconds = _finite(value)
-    if seconds is not None:
-        return max(seconds, 0.0)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-
-
-def _finite(value: str | None) -> float | None:
-    try:
-        number = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return number if number is not None and math.isfinite(number) else None
 
 
 def _error_message(content: bytes) -> str:

@@ -115,7 +115,7 @@ def _write_step(
         message.seq = first + offset
     if messages:
         Message.objects.bulk_create(messages)
-    if usage:
+    if usage:  # money: the usage records of the step's model calls
         UsageRecord.objects.bulk_create(usage)
     if turn_fields:
         Turn.objects.filter(pk=turn.pk).update(**turn_fields)
@@ -173,7 +173,7 @@ def finish(
     reply_due = False
     with transaction.atomic():
         _write_step(turn, fence, messages or [], usage, fields)
-        if turn.source in DELIVERED_SOURCES:
+        if turn.source in DELIVERED_SOURCES:  # reply: due now, sent by the caller
             reply_due = bool(
                 ChannelDelivery.objects.filter(turn_id=turn.pk).update(next_attempt_at=now)
             )

@@ -5,6 +5,11 @@ A turn is a loop of steps: build context → limiter → call the model → pers
 step boundary checks for cancellation, the turn's deadline and a lost lease. Because
 steps are persisted as they happen, a turn re-run after a crash resumes after its last
 saved step.
+
+The side effects are called here, not from telemetry: money (each model call's usage
+record and token counts, `_bill`; the tenant's budget counters, `limits.settle`) and a
+channel turn's reply (made due in the final fenced write, then sent: `_finish`).
+`emit(...)` only feeds metrics and logs.
 """
 
 from __future__ import annotations
@@ -39,13 +44,13 @@ from beamclaw.telemetry import emit
 from tenants import limits, metering
 from tenants.models import UsageRecord
 
-from . import events, fenced, subagents
+from . import children, events, fenced
+from .cancellation import cancel_key
 from .context import build_context, estimate_tokens, load_history, tokens_for_chars
 from .dispatch import dispatch_reply, dispatch_session
 from .lease import Lease, LeaseLost
 from .memory import SessionMemory
-from .provider import provider_for
-from .signals import cancel_key
+from .provider_choice import provider_for
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +241,7 @@ def run_turn(turn: Turn, lease: Lease) -> None:
     try:
         _run_turn(turn, lease, usage)
     finally:
-        metering.save_unwritten(usage)
+        metering.save_unwritten(usage)  # money: the usage no fenced step could write
 
 
 def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> None:
@@ -313,6 +318,7 @@ def _finish(
         **_usage(turn),
     )
     pause_point("turn.committed")
+    # Reply: fenced.finish made a channel turn's reply due in its commit; this sends it.
     if reply_due:
         # If this trigger is lost (the broker is down, or this worker dies first), the
         # reaper sends another: the reply was made due in the commit above.
@@ -326,7 +332,7 @@ def _finish(
     batch.append(("turn.finished", summary))
     run.emit_events(batch)
     emit("turn.finished", **run.labels, **summary, duration_s=time.monotonic() - run.started)
-    subagents.wake_parent(turn)
+    children.wake_parent(turn)
 
 
 def _check_boundary(run: TurnRun, *, hand_back: bool = True) -> None:
@@ -451,7 +457,8 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
         )
     except ProviderError as exc:
         deltas.flush()  # what streamed out is shown, as it is billed
-        # Text already streamed out was delivered: bill the cut-short call by estimate.
+        # Money: text already streamed out was delivered, so the cut-short call is billed
+        # by estimate and its reservation settled with that.
         charged = _charge_partial_output(run, provider, request, exc, input_estimate)
         for reservation in reservations[: len(reservations) - bool(charged)]:
             limits.settle(reservation, 0)
@@ -476,6 +483,8 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
             limits.settle(reservation, 0)
         raise
     deltas.flush()
+    # Money: the tenant's budget counters are settled with what the call used, and the
+    # call is billed (its usage record rides along with the next fenced step).
     used = response.usage.input_tokens + response.usage.output_tokens
     for reservation in reservations[:-1]:
         limits.settle(reservation, 0)  # failed attempts used nothing we are billed for
@@ -543,11 +552,11 @@ def _run_tools(run: TurnRun, calls: list[dict], *, step: int) -> None:
         _check_boundary(run)
         tool = registry.get(call["name"])
         deferred = tool is not None and tool.deferred and call["name"] in turn.agent.tools
-        if deferred and (child := subagents.child_for(turn, call["id"])) is not None:
+        if deferred and (child := children.child_for(turn, call["id"])) is not None:
             if not child.is_final:
                 waiting = True
                 continue
-            ok, content = subagents.child_result(child)
+            ok, content = children.child_result(child)
             _save_tool_result(run, call, ok, content, "" if ok else "subagent_failed", 0)
             continue
         run.emit_event(
@@ -604,7 +613,7 @@ def _wait_for_children(run: TurnRun) -> None:
     fenced.append(
         turn, run.lease.fence, [], usage=run.usage, status=TurnStatus.WAITING, **_usage(turn)
     )
-    if subagents.children_pending(turn):
+    if children.children_pending(turn):
         run.emit_event("turn.waiting", {"reason": "sub-agents"})
         raise WaitForChildren()
     # The last child finished before we were waiting, so it could not wake us: take the

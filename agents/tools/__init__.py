@@ -4,13 +4,13 @@ Adding a tool: write its class (in builtin.py or its own module) and register it
 """
 
 from . import registry
-from .builtin import Calculator, CurrentTime, HttpFetch, SessionMemory
+from .builtin import Calculator, CurrentTime, HttpFetch, SessionMemoryTool
 from .subagents import SpawnAgent
 
 registry.register(CurrentTime())
 registry.register(Calculator())
 registry.register(HttpFetch())
-registry.register(SessionMemory())
+registry.register(SessionMemoryTool())
 registry.register(SpawnAgent())
 
 __all__ = ["registry"]

@@ -332,7 +332,9 @@ MAX_VALUE_BYTES = 16 * 1024
 MAX_KEYS = 100  # with MAX_VALUE_BYTES, bounds what one session can store to ~1.6 MB
 
 
-class SessionMemory(Tool):
+class SessionMemoryTool(Tool):
+    """The model's view of agents.runtime.memory.SessionMemory, the store it reads and writes."""
+
     name = "session_memory"
     description = (
         "Remember values across turns of this conversation. action=set stores value under "

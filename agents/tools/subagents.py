@@ -25,6 +25,6 @@ class SpawnAgent(Tool):
     deferred = True
 
     def run(self, args: dict, ctx: ToolContext) -> Any:
-        from agents.runtime.subagents import spawn
+        from agents.runtime.children import spawn
 
         return spawn(ctx, agent_slug=args["agent"], task=args["task"])

@@ -1,8 +1,8 @@
 from datetime import UTC, datetime, timedelta
 
 from agents.models import Session, Turn
+from agents.runtime.cancellation import cancel_key
 from agents.runtime.events import session_stream, turn_stream
-from agents.runtime.signals import cancel_key
 
 
 def test_a_row_with_a_reused_id_never_shares_streams_or_flags_with_the_old_one():

@@ -24,9 +24,8 @@ from agents.providers.base import (
     ToolSpec,
 )
 from agents.providers.fake_server import FakeModelServer
-from agents.providers.http import parse_retry_after
 from beamclaw import outbound
-from beamclaw.outbound import AddressPolicy
+from beamclaw.outbound import AddressPolicy, parse_retry_after
 
 CALCULATOR = ToolSpec(
     name="calculator",

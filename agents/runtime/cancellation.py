@@ -1,4 +1,5 @@
-"""Flags a running turn looks at between steps (set from the API, read by the worker)."""
+"""Cancelling a running turn: a flag in Redis, set from the API and read by the worker
+between steps."""
 
 from agents.models import Turn
 from beamclaw.redis import key, row_tag

@@ -1,4 +1,4 @@
-"""Webhook URLs, mounted under /hooks/ (see agents.channels.views)."""
+"""Webhook URLs, mounted under /hooks/ (see agents.channels.api.views)."""
 
 from django.urls import path
 

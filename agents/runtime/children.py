@@ -1,6 +1,7 @@
-"""Sub-agents: a turn hands tasks to other agents and waits without holding a thread.
+"""Child turns: starting a sub-agent's turn, and the parent waiting on and resuming after them.
 
-`spawn_agent` starts a child turn in its own session
+A turn hands tasks to other agents and waits without holding a thread. The
+`spawn_agent` tool (agents.tools.subagents) starts a child turn in its own session
 (`agent:<child>:sub:<parent-turn>:<n>`, linked to the parent). The parent turn then goes
 to `waiting` and lets go of its worker thread, its lease and its concurrency slot; the
 last child to finish wakes it (back to `queued`, re-dispatched), and it resumes with each

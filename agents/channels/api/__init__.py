@@ -1,0 +1,1 @@
+"""The channels' HTTP side: the Slack and Discord webhook views and their URLs."""
