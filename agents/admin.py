@@ -3,7 +3,7 @@ import copy
 from django import forms
 from django.contrib import admin, messages
 
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import DomainError
 
 from . import cron
 from .channels import bindings
@@ -150,8 +150,8 @@ class CronJobAdminForm(forms.ModelForm):
             cron.validate_cron_job(job, rescheduled=self.rescheduled)
             if "delivery" in self.changed_data:  # a binding deleted since stays until edited
                 data["delivery"] = cron.check_delivery(tenant=job.tenant, delivery=job.delivery)
-        except ApiError as error:
-            raise forms.ValidationError(str(error.detail), code=error.error_code)
+        except DomainError as error:
+            raise forms.ValidationError(error.message, code=error.code)
         data.update({name: getattr(job, name) for name in self.SCHEDULE_FIELDS})
         return data
 
@@ -210,8 +210,8 @@ class CronJobAdmin(admin.ModelAdmin):
         for job in queryset.filter(enabled=False):
             try:
                 cron.update_cron_job(job=job, enabled=True)
-            except ApiError as error:
-                self.message_user(request, f"Job {job.pk}: {error.detail}", messages.ERROR)
+            except DomainError as error:
+                self.message_user(request, f"Job {job.pk}: {error.message}", messages.ERROR)
 
 
 class ChannelBindingAdminForm(forms.ModelForm):
@@ -244,8 +244,8 @@ class ChannelBindingAdminForm(forms.ModelForm):
         has_secret = bool(data.get("signing_secret") or binding.signing_secret_encrypted)
         try:
             bindings.validate_binding(binding, has_signing_secret=has_secret)
-        except ApiError as error:
-            raise forms.ValidationError(str(error.detail), code=error.error_code)
+        except DomainError as error:
+            raise forms.ValidationError(error.message, code=error.code)
         return data
 
 

@@ -32,7 +32,7 @@ from django_celery_beat.models import (
     PeriodicTasks,
 )
 
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import DomainError, InvalidInput, NotFound, TooLarge
 from tenants.models import Tenant
 
 from .channels.delivery import channel_target
@@ -86,8 +86,8 @@ class Schedule:
         job.every_seconds, job.at = self.every_seconds, self.at
 
 
-def _invalid(message: str) -> ApiError:
-    return ApiError("invalid_schedule", message)
+def _invalid(message: str) -> InvalidInput:
+    return InvalidInput("invalid_schedule", message)
 
 
 @functools.cache
@@ -102,7 +102,7 @@ def check_schedule(
     every_seconds: int | None = None,
     at: datetime | None = None,
 ) -> Schedule:
-    """The schedule, normalised; an `invalid_schedule` ApiError says what is wrong."""
+    """The schedule, normalised; an `invalid_schedule` InvalidInput says what is wrong."""
     kinds = {"cron": cron, "every_seconds": every_seconds, "at": at}
     given = [name for name, value in kinds.items() if value]
     if len(given) != 1:
@@ -135,7 +135,7 @@ def _check_frequency(schedule: Schedule, tenant: Tenant) -> None:
         message = f"'{schedule.cron}' fires {shortest} s apart; the least is {minimum} s"
     else:
         return  # a one-off fires once
-    raise ApiError(
+    raise InvalidInput(
         "schedule_too_frequent",
         f"{message}: your tenant's minimum time between two runs of a job.",
         details={"min_cron_interval_seconds": minimum},
@@ -159,7 +159,7 @@ def _shortest_cron_gap_seconds(expression: str) -> int:
 def _check_room_for_a_job(tenant: Tenant) -> None:
     limit = tenant.max_cron_jobs
     if CronJob.objects.filter(tenant=tenant).count() >= limit:
-        raise ApiError(
+        raise InvalidInput(
             "cron_job_limit_reached",
             f"The tenant has reached its limit of {limit} cron jobs; delete one or ask for "
             "a higher limit.",
@@ -335,18 +335,17 @@ def _locked(job: CronJob) -> CronJob:
 def _agent(tenant: Tenant, slug: str) -> Agent:
     agent = Agent.objects.filter(tenant=tenant, slug=slug, deleted_at__isnull=True).first()
     if agent is None:
-        raise ApiError("agent_not_found", f"There is no agent '{slug}'.")
+        raise InvalidInput("agent_not_found", f"There is no agent '{slug}'.")
     return agent
 
 
 def _check_message(message: str) -> None:
     if not message or not message.strip():
-        raise ApiError("empty_content", "The message is empty.")
+        raise InvalidInput("empty_content", "The message is empty.")
     if len(message.encode()) > settings.MESSAGE_MAX_BYTES:
-        raise ApiError(
+        raise TooLarge(
             "content_too_large",
             f"The message is over {settings.MESSAGE_MAX_BYTES} bytes.",
-            status=413,
             details={"max_bytes": settings.MESSAGE_MAX_BYTES},
         )
 
@@ -356,7 +355,7 @@ def _check_session_key(session_key: str, agent: Agent | None) -> None:
         return
     slug, _ = parse_session_key(session_key)
     if agent is not None and slug != agent.slug:
-        raise ApiError(
+        raise InvalidInput(
             "invalid_session_key",
             f"The session key is for agent '{slug}', but the job's agent is '{agent.slug}'.",
             details={"key": session_key},
@@ -366,8 +365,8 @@ def _check_session_key(session_key: str, agent: Agent | None) -> None:
 def _resolve_delivery(tenant: Tenant, delivery: object) -> tuple[dict, ChannelBinding, dict]:
     """The delivery normalised, its binding and the ChannelDelivery target it makes."""
 
-    def invalid(message: str) -> ApiError:
-        return ApiError("invalid_delivery", message)
+    def invalid(message: str) -> InvalidInput:
+        return InvalidInput("invalid_delivery", message)
 
     if not isinstance(delivery, dict):
         raise invalid(
@@ -388,7 +387,7 @@ def _resolve_delivery(tenant: Tenant, delivery: object) -> tuple[dict, ChannelBi
     # Another tenant's binding reads exactly like one that does not exist.
     binding = ChannelBinding.objects.filter(pk=binding_id, tenant=tenant).first()
     if binding is None:
-        raise ApiError(
+        raise InvalidInput(
             "channel_binding_not_found",
             f"There is no channel binding {binding_id}.",
             details={"binding": binding_id},
@@ -424,7 +423,7 @@ def validate_cron_job(job: CronJob, *, rescheduled: bool) -> None:
     _check_message(job.message)
     _check_session_key(job.session_key, job.agent)
     if job.agent is not None and job.agent.tenant_id != job.tenant_id:
-        raise ApiError("agent_not_found", f"There is no agent '{job.agent.slug}'.")
+        raise InvalidInput("agent_not_found", f"There is no agent '{job.agent.slug}'.")
     if job.pk is None:
         _check_room_for_a_job(job.tenant)
     if rescheduled:
@@ -539,8 +538,8 @@ def _expect_delivery(job: CronJob, turn: Turn) -> str:
     """
     try:
         _, binding, target = _resolve_delivery(job.tenant, job.delivery)
-    except ApiError as error:
-        return f"Not delivered: {error.detail}"
+    except DomainError as error:
+        return f"Not delivered: {error.message}"
     # In the run's transaction, so the row is there before the turn is dispatched.
     _, created = ChannelDelivery.objects.get_or_create(
         turn=turn, defaults={"binding": binding, "target": target}
@@ -570,8 +569,8 @@ def run_cron_job(*, job: CronJob, trigger: str) -> CronRun:
                     content=job.message,
                     source=SOURCE,
                 )
-            except ApiError as error:
-                run.outcome, run.detail = CronOutcome.FAILED, f"{error.error_code}: {error.detail}"
+            except DomainError as error:
+                run.outcome, run.detail = CronOutcome.FAILED, f"{error.code}: {error.message}"
             else:
                 run.outcome, run.turn = CronOutcome.SUBMITTED, submission.turn
                 notes = []
@@ -603,7 +602,7 @@ def cron_jobs_of(tenant: Tenant) -> QuerySet[CronJob]:
 def get_cron_job(tenant: Tenant, job_id: int) -> CronJob:
     job = cron_jobs_of(tenant).filter(pk=job_id).first()
     if job is None:
-        raise ApiError("cron_job_not_found", f"There is no cron job {job_id}.", status=404)
+        raise NotFound("cron_job_not_found", f"There is no cron job {job_id}.")
     return job
 
 

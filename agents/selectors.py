@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import NotFound
 from tenants.models import Tenant
 
 from .models import ACTIVE_STATUSES, Agent, Message, MessageRole, Session, Turn
@@ -17,7 +17,7 @@ def agents_of(tenant: Tenant) -> QuerySet[Agent]:
 def get_agent(tenant: Tenant, slug: str) -> Agent:
     agent = agents_of(tenant).filter(slug=slug).first()
     if agent is None:
-        raise ApiError("agent_not_found", f"There is no agent '{slug}'.", status=404)
+        raise NotFound("agent_not_found", f"There is no agent '{slug}'.")
     return agent
 
 
@@ -35,7 +35,7 @@ def sessions_of(tenant: Tenant) -> QuerySet[Session]:
 def get_session(tenant: Tenant, key: str) -> Session:
     session = sessions_of(tenant).filter(key=key).first()
     if session is None:
-        raise ApiError("session_not_found", f"There is no session '{key[:300]}'.", status=404)
+        raise NotFound("session_not_found", f"There is no session '{key[:300]}'.")
     return session
 
 
@@ -51,7 +51,7 @@ def turns_of(tenant: Tenant) -> QuerySet[Turn]:
 def get_turn(tenant: Tenant, turn_id: int) -> Turn:
     turn = turns_of(tenant).filter(pk=turn_id).first()
     if turn is None:
-        raise ApiError("turn_not_found", f"There is no turn {turn_id}.", status=404)
+        raise NotFound("turn_not_found", f"There is no turn {turn_id}.")
     return turn
 
 

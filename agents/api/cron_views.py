@@ -9,8 +9,8 @@ from rest_framework.views import APIView
 
 from agents import cron
 from agents.models import CronTrigger
-from beamclaw.api.errors import ApiError
 from beamclaw.api.validation import validated
+from beamclaw.errors import InvalidInput
 from tenants.auth import request_tenant
 
 from .cron_serializers import CronJobInputSerializer, CronJobSerializer, CronRunSerializer
@@ -43,7 +43,7 @@ def _parsed(serializer: CronJobInputSerializer) -> dict:
                 text = "; ".join(f"{name}: {' '.join(map(str, e))}" for name, e in errors.items())
             else:
                 text = " ".join(map(str, errors))
-            raise ApiError(code, f"{field}: {text}", details=serializer.errors)
+            raise InvalidInput(code, f"{field}: {text}", details=serializer.errors)
     return validated(serializer)
 
 

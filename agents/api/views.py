@@ -23,9 +23,9 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.models import ProviderCredential, ProviderName, Turn
 from agents.runtime import events
-from beamclaw.api.errors import ApiError
 from beamclaw.api.pagination import CursorPagination
 from beamclaw.api.validation import validated
+from beamclaw.errors import NotFound
 from tenants.auth import request_tenant
 
 from . import sse
@@ -110,7 +110,7 @@ class ProviderCredentialView(APIView):
     @extend_schema(request=ProviderCredentialSerializer, responses=ProviderCredentialSerializer)
     def put(self, request, provider: str):
         if provider not in ProviderName.values:
-            raise ApiError("unknown_provider", f"Unknown provider '{provider}'.", status=404)
+            raise NotFound("unknown_provider", f"Unknown provider '{provider}'.")
         data = validated(ProviderCredentialSerializer(data=request.data))
         credential = services.set_provider_credential(
             tenant=request_tenant(request), provider=provider, **data

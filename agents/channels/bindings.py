@@ -13,8 +13,8 @@ from nacl.exceptions import CryptoError
 from nacl.signing import VerifyKey
 
 from agents.models import Agent, ChannelBinding, ChannelKind, ChannelSessionScope
-from beamclaw.api.errors import ApiError
 from beamclaw.crypto import decrypt, encrypt
+from beamclaw.errors import InvalidInput, NotFound
 from tenants.models import Tenant
 
 SECRET_FIELDS = ("signing_secret", "bot_token")
@@ -50,7 +50,7 @@ def check_public_key(public_key: str) -> None:
     try:
         VerifyKey(bytes.fromhex(public_key))
     except (ValueError, TypeError, CryptoError):
-        raise ApiError(
+        raise InvalidInput(
             "invalid_public_key",
             "The Discord public key must be the 64 hex digits shown on the application's "
             "General Information page.",
@@ -60,17 +60,19 @@ def check_public_key(public_key: str) -> None:
 def validate_binding(binding: ChannelBinding, *, has_signing_secret: bool) -> None:
     """What a binding needs before a webhook can trust a request for it."""
     if binding.kind not in ChannelKind.values:
-        raise ApiError("invalid_kind", f"Unknown channel kind '{binding.kind}'.")
+        raise InvalidInput("invalid_kind", f"Unknown channel kind '{binding.kind}'.")
     if binding.session_scope not in ChannelSessionScope.values:
-        raise ApiError(
+        raise InvalidInput(
             "invalid_session_scope",
             f"Unknown session scope '{binding.session_scope}'.",
             details={"allowed": ChannelSessionScope.values},
         )
     if binding.agent.tenant_id != binding.tenant_id or binding.agent.deleted_at is not None:
-        raise ApiError("agent_not_found", f"There is no agent '{binding.agent.slug}'.", status=404)
+        raise NotFound("agent_not_found", f"There is no agent '{binding.agent.slug}'.")
     if binding.kind == ChannelKind.SLACK and not has_signing_secret:
-        raise ApiError("signing_secret_required", "A Slack binding needs the app's signing secret.")
+        raise InvalidInput(
+            "signing_secret_required", "A Slack binding needs the app's signing secret."
+        )
     if binding.kind == ChannelKind.DISCORD:
         check_public_key(binding.public_key)
 
@@ -80,7 +82,7 @@ def _agent(tenant: Tenant, agent: Agent | str) -> Agent:
         return agent
     found = Agent.objects.filter(tenant=tenant, slug=agent, deleted_at__isnull=True).first()
     if found is None:
-        raise ApiError("agent_not_found", f"There is no agent '{agent}'.", status=404)
+        raise NotFound("agent_not_found", f"There is no agent '{agent}'.")
     return found
 
 

@@ -22,8 +22,8 @@ from nacl.signing import VerifyKey
 
 from agents.models import ChannelBinding, ChannelDelivery
 from agents.services import submit_message
-from beamclaw.api.errors import ApiError
 from beamclaw.crypto import encrypt
+from beamclaw.errors import DomainError
 from beamclaw.redis import get_redis, key
 
 from . import DeliveryFailed, RequestRefused, bindings, retry_after
@@ -161,9 +161,9 @@ def handle_command(*, binding: ChannelBinding, payload: dict) -> dict:
             ChannelDelivery.objects.get_or_create(
                 turn=submission.turn, defaults={"binding": binding, "target": target}
             )
-    except ApiError as error:  # refused for good: a replay is refused too
+    except DomainError as error:  # refused for good: a replay is refused too
         log.warning("discord command of binding %s refused: %s", binding.pk, error)
-        return _say(f"Sorry, I can't take this now ({error.error_code}).")
+        return _say(f"Sorry, I can't take this now ({error.code}).")
     except Exception:
         get_redis().delete(interaction_key)  # nothing was started: not taken after all
         raise

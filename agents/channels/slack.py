@@ -19,7 +19,7 @@ from django.db import transaction
 
 from agents.models import ChannelBinding, ChannelDelivery, ChannelSessionScope
 from agents.services import submit_message
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import DomainError
 from beamclaw.redis import get_redis, key
 
 from . import DeliveryFailed, RequestRefused, bindings, retry_after
@@ -154,9 +154,9 @@ def handle_event(*, binding: ChannelBinding, payload: dict) -> str:
             ChannelDelivery.objects.get_or_create(
                 turn=submission.turn, defaults={"binding": binding, "target": target}
             )
-    except ApiError as error:  # refused for good (agent gone, session limit, ...)
+    except DomainError as error:  # refused for good (agent gone, session limit, ...)
         log.warning("slack event %s of binding %s refused: %s", event_id, binding.pk, error)
-        return f"refused:{error.error_code}"
+        return f"refused:{error.code}"
     except Exception:
         get_redis().delete(event_key)  # not taken after all: Slack's retry may succeed
         raise

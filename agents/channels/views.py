@@ -62,7 +62,7 @@ def _raw_body(request: HttpRequest) -> bytes | None:
 
 def _too_large() -> JsonResponse:
     error = request_too_large()  # the API's own 413, in the same shape
-    return _error(error.status_code, error.error_code, str(error.detail))
+    return _error(error.status, error.code, error.message)
 
 
 def _signed_headers(request: HttpRequest, timestamp: str, signature: str) -> tuple[str, str]:
