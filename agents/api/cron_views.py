@@ -11,7 +11,7 @@ from agents import cron
 from agents.models import CronTrigger
 from beamclaw.api.validation import validated
 from beamclaw.errors import InvalidInput
-from tenants.auth import request_tenant
+from tenants.api.auth import request_tenant
 
 from .cron_serializers import CronJobInputSerializer, CronJobSerializer, CronRunSerializer
 

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from beamclaw.errors import RateLimited, Unavailable
 from tenants import selectors, stream_slots
-from tenants.auth import TenantPrincipal
+from tenants.api.auth import TenantPrincipal
 
 log = logging.getLogger(__name__)
 

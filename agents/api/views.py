@@ -26,7 +26,7 @@ from agents.runtime import events
 from beamclaw.api.pagination import CursorPagination
 from beamclaw.api.validation import validated
 from beamclaw.errors import NotFound
-from tenants.auth import request_tenant
+from tenants.api.auth import request_tenant
 
 from . import sse
 from .open_streams import EventsUnavailable, open_streams
