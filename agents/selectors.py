@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
-from beamclaw.errors import NotFound
+from beamclaw.errors import first_or_not_found
 from tenants.models import Tenant
 
 from .models import ACTIVE_STATUSES, Agent, Message, MessageRole, Session, Turn
@@ -15,10 +15,10 @@ def agents_of(tenant: Tenant) -> QuerySet[Agent]:
 
 
 def get_agent(tenant: Tenant, slug: str) -> Agent:
-    agent = agents_of(tenant).filter(slug=slug).first()
-    if agent is None:
-        raise NotFound("agent_not_found", f"There is no agent '{slug}'.")
-    return agent
+    """The tenant's live (not deleted) agent with this slug, or NotFound `agent_not_found`."""
+    return first_or_not_found(
+        agents_of(tenant), "agent_not_found", f"There is no agent '{slug}'.", slug=slug
+    )
 
 
 def sessions_of(tenant: Tenant) -> QuerySet[Session]:
@@ -33,10 +33,9 @@ def sessions_of(tenant: Tenant) -> QuerySet[Session]:
 
 
 def get_session(tenant: Tenant, key: str) -> Session:
-    session = sessions_of(tenant).filter(key=key).first()
-    if session is None:
-        raise NotFound("session_not_found", f"There is no session '{key[:300]}'.")
-    return session
+    return first_or_not_found(
+        sessions_of(tenant), "session_not_found", f"There is no session '{key[:300]}'.", key=key
+    )
 
 
 def history(session: Session) -> QuerySet[Message]:
@@ -49,10 +48,9 @@ def turns_of(tenant: Tenant) -> QuerySet[Turn]:
 
 
 def get_turn(tenant: Tenant, turn_id: int) -> Turn:
-    turn = turns_of(tenant).filter(pk=turn_id).first()
-    if turn is None:
-        raise NotFound("turn_not_found", f"There is no turn {turn_id}.")
-    return turn
+    return first_or_not_found(
+        turns_of(tenant), "turn_not_found", f"There is no turn {turn_id}.", pk=turn_id
+    )
 
 
 def _replies() -> QuerySet[Message]:

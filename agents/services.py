@@ -13,7 +13,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from beamclaw.crypto import encrypt
-from beamclaw.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unavailable
+from beamclaw.errors import Conflict, Forbidden, InvalidInput, TooLarge, Unavailable
 from beamclaw.outbound import AddressRefused
 from beamclaw.redis import get_redis
 from beamclaw.telemetry import emit
@@ -35,6 +35,7 @@ from .runtime.dispatch import dispatch_turn
 from .runtime.provider import tenant_base_url_policy
 from .runtime.signals import cancel_key
 from .runtime.subagents import wake_parent
+from .selectors import get_agent
 
 SESSION_KEY_RE = re.compile(
     r"^agent:([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?):([A-Za-z0-9_.:-]{1,200})$"
@@ -63,11 +64,17 @@ def parse_session_key(key: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def live_agent(tenant: Tenant, slug: str) -> Agent:
-    agent = Agent.objects.filter(tenant=tenant, slug=slug, deleted_at__isnull=True).first()
-    if agent is None:
-        raise NotFound("agent_not_found", f"There is no agent '{slug}'.")
-    return agent
+def check_message_content(content: str, *, what: str = "message content") -> None:
+    """Refuse a message that is blank (`empty_content`: "The <what> is empty.") or over
+    MESSAGE_MAX_BYTES (`content_too_large`)."""
+    if not content or not content.strip():
+        raise InvalidInput("empty_content", f"The {what} is empty.")
+    if len(content.encode()) > settings.MESSAGE_MAX_BYTES:
+        raise TooLarge(
+            "content_too_large",
+            f"The message is over {settings.MESSAGE_MAX_BYTES} bytes.",
+            details={"max_bytes": settings.MESSAGE_MAX_BYTES},
+        )
 
 
 def _session_for_update(
@@ -118,15 +125,8 @@ def submit_message(
 ) -> Submission:
     """Store the user message and its queued turn in one transaction; dispatch on commit."""
     agent_slug, _ = parse_session_key(session_key)
-    if not content or not content.strip():
-        raise InvalidInput("empty_content", "The message content is empty.")
-    if len(content.encode()) > settings.MESSAGE_MAX_BYTES:
-        raise TooLarge(
-            "content_too_large",
-            f"The message is over {settings.MESSAGE_MAX_BYTES} bytes.",
-            details={"max_bytes": settings.MESSAGE_MAX_BYTES},
-        )
-    agent = live_agent(tenant, agent_slug)
+    check_message_content(content)
+    agent = get_agent(tenant, agent_slug)
     mode = mode or agent.queue_mode
     if mode not in QueueMode.values:
         raise InvalidInput(

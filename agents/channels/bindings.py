@@ -13,6 +13,7 @@ from nacl.exceptions import CryptoError
 from nacl.signing import VerifyKey
 
 from agents.models import Agent, ChannelBinding, ChannelKind, ChannelSessionScope
+from agents.selectors import get_agent
 from beamclaw.crypto import decrypt, encrypt
 from beamclaw.errors import InvalidInput, NotFound
 from tenants.models import Tenant
@@ -77,15 +78,6 @@ def validate_binding(binding: ChannelBinding, *, has_signing_secret: bool) -> No
         check_public_key(binding.public_key)
 
 
-def _agent(tenant: Tenant, agent: Agent | str) -> Agent:
-    if isinstance(agent, Agent):
-        return agent
-    found = Agent.objects.filter(tenant=tenant, slug=agent, deleted_at__isnull=True).first()
-    if found is None:
-        raise NotFound("agent_not_found", f"There is no agent '{agent}'.")
-    return found
-
-
 def save_binding(
     *, binding: ChannelBinding, signing_secret: str = "", bot_token: str = ""
 ) -> ChannelBinding:
@@ -117,7 +109,7 @@ def create_binding(
     binding = ChannelBinding(
         tenant=tenant,
         kind=kind,
-        agent=_agent(tenant, agent),
+        agent=agent if isinstance(agent, Agent) else get_agent(tenant, agent),
         name=name,
         external_id=external_id,
         session_scope=session_scope,
@@ -133,7 +125,8 @@ def update_binding(*, binding: ChannelBinding, **changes) -> ChannelBinding:
         raise TypeError(f"cannot change {', '.join(sorted(unknown))}")
     secrets = {name: changes.pop(name) or "" for name in SECRET_FIELDS if name in changes}
     if "agent" in changes:
-        binding.agent = _agent(binding.tenant, changes.pop("agent"))
+        agent = changes.pop("agent")
+        binding.agent = agent if isinstance(agent, Agent) else get_agent(binding.tenant, agent)
     for field, value in changes.items():
         setattr(binding, field, value)
     return save_binding(binding=binding, **secrets)
