@@ -7,7 +7,15 @@ from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from beamclaw.errors import first_or_not_found
 from tenants.models import Tenant
 
-from .models import ACTIVE_STATUSES, Agent, Message, MessageRole, Session, Turn
+from .models import (
+    ACTIVE_STATUSES,
+    Agent,
+    Message,
+    MessageRole,
+    ProviderCredential,
+    Session,
+    Turn,
+)
 
 
 def agents_of(tenant: Tenant) -> QuerySet[Agent]:
@@ -21,21 +29,33 @@ def get_agent(tenant: Tenant, slug: str) -> Agent:
     )
 
 
-def sessions_of(tenant: Tenant) -> QuerySet[Session]:
+def sessions_of(
+    tenant: Tenant, *, agent: str | None = None, active: bool | None = None
+) -> QuerySet[Session]:
     """The tenant's sessions, each with `active`: whether a turn of it is queued, running
-    or waiting on sub-agents now."""
+    or waiting on sub-agents now; only those of agent slug `agent`, and only (in)active
+    ones, when given."""
     busy = Turn.objects.filter(session=OuterRef("pk"), status__in=ACTIVE_STATUSES)
-    return (
+    sessions = (
         Session.objects.filter(tenant=tenant)
         .select_related("agent", "parent")
         .annotate(active=Exists(busy))
     )
+    if agent:
+        sessions = sessions.filter(agent__slug=agent)
+    if active is not None:
+        sessions = sessions.filter(active=active)
+    return sessions
 
 
 def get_session(tenant: Tenant, key: str) -> Session:
     return first_or_not_found(
         sessions_of(tenant), "session_not_found", f"There is no session '{key[:300]}'.", key=key
     )
+
+
+def provider_credentials_of(tenant: Tenant) -> QuerySet[ProviderCredential]:
+    return ProviderCredential.objects.filter(tenant=tenant)
 
 
 def history(session: Session) -> QuerySet[Message]:
@@ -51,6 +71,11 @@ def get_turn(tenant: Tenant, turn_id: int) -> Turn:
     return first_or_not_found(
         turns_of(tenant), "turn_not_found", f"There is no turn {turn_id}.", pk=turn_id
     )
+
+
+async def reread_turn(turn: Turn) -> Turn:
+    """The turn's row as it is now (its status may have changed since it was read)."""
+    return await Turn.objects.aget(pk=turn.pk)
 
 
 def _replies() -> QuerySet[Message]:

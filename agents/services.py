@@ -311,6 +311,11 @@ def set_provider_credential(
     return credential
 
 
+def delete_provider_credential(*, tenant: Tenant, provider: str) -> None:
+    """Forget the tenant's own key and base URL for the provider."""
+    ProviderCredential.objects.filter(tenant=tenant, provider=provider).delete()
+
+
 # --- Sessions -------------------------------------------------------------------------
 
 
