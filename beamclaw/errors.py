@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
+from django.conf import settings
+
 if TYPE_CHECKING:
     from django.db.models import Model, QuerySet
 
@@ -84,6 +86,18 @@ class Unavailable(DomainError):
     """A dependency is away for now: retry later."""
 
     status = 503
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    """The one error shape every JSON answer of an error has."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def request_too_large() -> TooLarge:
+    return TooLarge(
+        "request_too_large",
+        f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+    )
 
 
 def first_or_not_found(queryset: QuerySet[Row], code: str, message: str, **lookup: object) -> Row:

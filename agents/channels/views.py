@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
 from agents.models import ChannelBinding, ChannelKind
-from beamclaw.api.errors import error_body, request_too_large
+from beamclaw.errors import error_body, request_too_large
 
 from . import RequestRefused, bindings, check_timestamp, discord, slack
 

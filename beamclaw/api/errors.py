@@ -10,7 +10,6 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -18,7 +17,7 @@ from psycopg_pool import PoolTimeout
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from beamclaw.errors import DomainError, TooLarge
+from beamclaw.errors import DomainError, error_body, request_too_large
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +36,6 @@ _DEFAULT_CODES = {
     exceptions.ParseError: "malformed_request",
     exceptions.ValidationError: "validation_error",
 }
-
-
-def error_body(code: str, message: str, details: dict | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
 def _code_and_message(exc: exceptions.APIException) -> tuple[str, str]:
@@ -65,13 +60,6 @@ def _out_of_database_connections(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def request_too_large() -> TooLarge:
-    return TooLarge(
-        "request_too_large",
-        f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
-    )
 
 
 def internal_error_body() -> tuple[dict, str]:
