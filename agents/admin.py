@@ -3,10 +3,11 @@ import copy
 from django import forms
 from django.contrib import admin, messages
 
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import DomainError
 
-from . import cron
 from .channels import bindings
+from .cron import schedules as cron_schedules
+from .cron import services as cron_services
 from .models import (
     Agent,
     ChannelBinding,
@@ -109,7 +110,7 @@ class CronRunInline(admin.TabularInline):
 
 
 class CronJobAdminForm(forms.ModelForm):
-    """Checks a job as the API does (agents.cron), with the schedule rules in one place."""
+    """Checks a job as the API does (agents.cron.services), with the schedule rules in one place."""
 
     SCHEDULE_FIELDS = ("cron", "timezone", "every_seconds", "at")
 
@@ -143,15 +144,17 @@ class CronJobAdminForm(forms.ModelForm):
         for name, value in data.items():
             setattr(job, name, value)
         try:
-            schedule = cron.check_schedule(
+            schedule = cron_schedules.check_schedule(
                 **{name: data.get(name) for name in self.SCHEDULE_FIELDS}
             )
             schedule.apply_to(job)
-            cron.validate_cron_job(job, rescheduled=self.rescheduled)
+            cron_services.validate_cron_job(job, rescheduled=self.rescheduled)
             if "delivery" in self.changed_data:  # a binding deleted since stays until edited
-                data["delivery"] = cron.check_delivery(tenant=job.tenant, delivery=job.delivery)
-        except ApiError as error:
-            raise forms.ValidationError(str(error.detail), code=error.error_code)
+                data["delivery"] = cron_services.check_delivery(
+                    tenant=job.tenant, delivery=job.delivery
+                )
+        except DomainError as error:
+            raise forms.ValidationError(error.message, code=error.code)
         data.update({name: getattr(job, name) for name in self.SCHEDULE_FIELDS})
         return data
 
@@ -189,12 +192,12 @@ class CronJobAdmin(admin.ModelAdmin):
         return [*self.readonly_fields, "tenant"] if obj else self.readonly_fields
 
     def save_model(self, request, obj, form, change):
-        cron.save_cron_job(job=obj, rescheduled=form.rescheduled)
+        cron_services.save_cron_job(job=obj, rescheduled=form.rescheduled)
 
     @admin.action(description="Run now")
     def run_now(self, request, queryset):
         for job in queryset:
-            run = cron.run_cron_job(job=job, trigger=CronTrigger.MANUAL)
+            run = cron_services.run_cron_job(job=job, trigger=CronTrigger.MANUAL)
             level = messages.SUCCESS if run.outcome == CronOutcome.SUBMITTED else messages.WARNING
             turn = f", turn {run.turn_id}" if run.turn_id else ""
             detail = f": {run.detail}" if run.detail else ""
@@ -203,15 +206,15 @@ class CronJobAdmin(admin.ModelAdmin):
     @admin.action(description="Pause")
     def pause(self, request, queryset):
         for job in queryset.filter(enabled=True):
-            cron.update_cron_job(job=job, enabled=False)
+            cron_services.update_cron_job(job=job, enabled=False)
 
     @admin.action(description="Resume")
     def resume(self, request, queryset):
         for job in queryset.filter(enabled=False):
             try:
-                cron.update_cron_job(job=job, enabled=True)
-            except ApiError as error:
-                self.message_user(request, f"Job {job.pk}: {error.detail}", messages.ERROR)
+                cron_services.update_cron_job(job=job, enabled=True)
+            except DomainError as error:
+                self.message_user(request, f"Job {job.pk}: {error.message}", messages.ERROR)
 
 
 class ChannelBindingAdminForm(forms.ModelForm):
@@ -244,8 +247,8 @@ class ChannelBindingAdminForm(forms.ModelForm):
         has_secret = bool(data.get("signing_secret") or binding.signing_secret_encrypted)
         try:
             bindings.validate_binding(binding, has_signing_secret=has_secret)
-        except ApiError as error:
-            raise forms.ValidationError(str(error.detail), code=error.error_code)
+        except DomainError as error:
+            raise forms.ValidationError(error.message, code=error.code)
         return data
 
 

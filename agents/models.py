@@ -234,14 +234,14 @@ class CronJob(models.Model):
 
     Exactly one schedule is set: `cron` (read in the IANA zone `timezone`),
     `every_seconds`, or `at` (once). Each run goes to `session_key`, or to a fresh
-    session `agent:<slug>:cron:<job-id>:<run-n>` when that is blank. `agents.cron` keeps
-    the job's beat `PeriodicTask` (task `agents.fire_cron_job`) in step on every change.
+    session `agent:<slug>:cron:<job-id>:<run-n>` when that is blank. `agents.cron.beat`
+    keeps the job's beat `PeriodicTask` (task `agents.fire_cron_job`) in step on every change.
 
     `delivery` says where each run's answer is posted, or is null:
     `{"binding": <ChannelBinding id of the same tenant>, "channel": <Slack or Discord
     channel id>, "thread_ts": <Slack thread, or null>}` (checked by
-    `agents.cron.check_delivery`). A run with a delivery gets a ChannelDelivery for its
-    turn, so the channel code posts the answer (or a short failure note) when it ends.
+    `agents.cron.services.check_delivery`). A run with a delivery gets a ChannelDelivery for
+    its turn, so the channel code posts the answer (or a short failure note) when it ends.
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="cron_jobs")
@@ -336,7 +336,7 @@ class CronRun(models.Model):
 
 def _drop_beat_entry(sender, instance: CronJob, **kwargs) -> None:
     """However a job is deleted (API, admin, its tenant's cascade), its beat entry goes too."""
-    from agents.cron import drop_beat_entry
+    from agents.cron.beat import drop_beat_entry  # beat imports this module: a cycle
 
     drop_beat_entry(instance.periodic_task_id)
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import first_or_not_found
 from tenants.models import Tenant
 
-from .models import ACTIVE_STATUSES, Agent, Message, MessageRole, Session, Turn
+from .models import (
+    ACTIVE_STATUSES,
+    Agent,
+    Message,
+    MessageRole,
+    ProviderCredential,
+    Session,
+    Turn,
+)
 
 
 def agents_of(tenant: Tenant) -> QuerySet[Agent]:
@@ -15,28 +23,39 @@ def agents_of(tenant: Tenant) -> QuerySet[Agent]:
 
 
 def get_agent(tenant: Tenant, slug: str) -> Agent:
-    agent = agents_of(tenant).filter(slug=slug).first()
-    if agent is None:
-        raise ApiError("agent_not_found", f"There is no agent '{slug}'.", status=404)
-    return agent
+    """The tenant's live (not deleted) agent with this slug, or NotFound `agent_not_found`."""
+    return first_or_not_found(
+        agents_of(tenant), "agent_not_found", f"There is no agent '{slug}'.", slug=slug
+    )
 
 
-def sessions_of(tenant: Tenant) -> QuerySet[Session]:
+def sessions_of(
+    tenant: Tenant, *, agent: str | None = None, active: bool | None = None
+) -> QuerySet[Session]:
     """The tenant's sessions, each with `active`: whether a turn of it is queued, running
-    or waiting on sub-agents now."""
+    or waiting on sub-agents now; only those of agent slug `agent`, and only (in)active
+    ones, when given."""
     busy = Turn.objects.filter(session=OuterRef("pk"), status__in=ACTIVE_STATUSES)
-    return (
+    sessions = (
         Session.objects.filter(tenant=tenant)
         .select_related("agent", "parent")
         .annotate(active=Exists(busy))
     )
+    if agent:
+        sessions = sessions.filter(agent__slug=agent)
+    if active is not None:
+        sessions = sessions.filter(active=active)
+    return sessions
 
 
 def get_session(tenant: Tenant, key: str) -> Session:
-    session = sessions_of(tenant).filter(key=key).first()
-    if session is None:
-        raise ApiError("session_not_found", f"There is no session '{key[:300]}'.", status=404)
-    return session
+    return first_or_not_found(
+        sessions_of(tenant), "session_not_found", f"There is no session '{key[:300]}'.", key=key
+    )
+
+
+def provider_credentials_of(tenant: Tenant) -> QuerySet[ProviderCredential]:
+    return ProviderCredential.objects.filter(tenant=tenant)
 
 
 def history(session: Session) -> QuerySet[Message]:
@@ -49,10 +68,14 @@ def turns_of(tenant: Tenant) -> QuerySet[Turn]:
 
 
 def get_turn(tenant: Tenant, turn_id: int) -> Turn:
-    turn = turns_of(tenant).filter(pk=turn_id).first()
-    if turn is None:
-        raise ApiError("turn_not_found", f"There is no turn {turn_id}.", status=404)
-    return turn
+    return first_or_not_found(
+        turns_of(tenant), "turn_not_found", f"There is no turn {turn_id}.", pk=turn_id
+    )
+
+
+async def reread_turn(turn: Turn) -> Turn:
+    """The turn's row as it is now (its status may have changed since it was read)."""
+    return await Turn.objects.aget(pk=turn.pk)
 
 
 def _replies() -> QuerySet[Message]:

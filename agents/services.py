@@ -12,8 +12,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from beamclaw.api.errors import ApiError
 from beamclaw.crypto import encrypt
+from beamclaw.errors import Conflict, Forbidden, InvalidInput, TooLarge, Unavailable
 from beamclaw.outbound import AddressRefused
 from beamclaw.redis import get_redis
 from beamclaw.telemetry import emit
@@ -35,6 +35,7 @@ from .runtime.cancellation import cancel_key
 from .runtime.children import wake_parent
 from .runtime.dispatch import dispatch_turn
 from .runtime.provider_choice import tenant_base_url_policy
+from .selectors import get_agent
 
 SESSION_KEY_RE = re.compile(
     r"^agent:([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?):([A-Za-z0-9_.:-]{1,200})$"
@@ -59,15 +60,21 @@ class Submission:
 def parse_session_key(key: str) -> tuple[str, str]:
     match = SESSION_KEY_RE.match(key)
     if not match:
-        raise ApiError("invalid_session_key", SESSION_KEY_HELP, details={"key": key[:300]})
+        raise InvalidInput("invalid_session_key", SESSION_KEY_HELP, details={"key": key[:300]})
     return match.group(1), match.group(2)
 
 
-def live_agent(tenant: Tenant, slug: str) -> Agent:
-    agent = Agent.objects.filter(tenant=tenant, slug=slug, deleted_at__isnull=True).first()
-    if agent is None:
-        raise ApiError("agent_not_found", f"There is no agent '{slug}'.", status=404)
-    return agent
+def check_message_content(content: str, *, what: str = "message content") -> None:
+    """Refuse a message that is blank (`empty_content`: "The <what> is empty.") or over
+    MESSAGE_MAX_BYTES (`content_too_large`)."""
+    if not content or not content.strip():
+        raise InvalidInput("empty_content", f"The {what} is empty.")
+    if len(content.encode()) > settings.MESSAGE_MAX_BYTES:
+        raise TooLarge(
+            "content_too_large",
+            f"The message is over {settings.MESSAGE_MAX_BYTES} bytes.",
+            details={"max_bytes": settings.MESSAGE_MAX_BYTES},
+        )
 
 
 def _session_for_update(
@@ -88,11 +95,10 @@ def _session_for_update(
             turn_id=None,
             detail=f"{limits.max_sessions} sessions",
         )
-        raise ApiError(
+        raise Forbidden(
             "session_limit_reached",
             f"The tenant has reached its limit of {limits.max_sessions} sessions; "
             "delete some or ask for a higher limit.",
-            status=403,
             details={"max_sessions": limits.max_sessions},
         )
     try:
@@ -119,19 +125,11 @@ def submit_message(
 ) -> Submission:
     """Store the user message and its queued turn in one transaction; dispatch on commit."""
     agent_slug, _ = parse_session_key(session_key)
-    if not content or not content.strip():
-        raise ApiError("empty_content", "The message content is empty.")
-    if len(content.encode()) > settings.MESSAGE_MAX_BYTES:
-        raise ApiError(
-            "content_too_large",
-            f"The message is over {settings.MESSAGE_MAX_BYTES} bytes.",
-            status=413,
-            details={"max_bytes": settings.MESSAGE_MAX_BYTES},
-        )
-    agent = live_agent(tenant, agent_slug)
+    check_message_content(content)
+    agent = get_agent(tenant, agent_slug)
     mode = mode or agent.queue_mode
     if mode not in QueueMode.values:
-        raise ApiError(
+        raise InvalidInput(
             "invalid_mode", f"Unknown mode '{mode}'.", details={"allowed": QueueMode.values}
         )
 
@@ -142,10 +140,9 @@ def submit_message(
         )
         queued = [t for t in active if t.status == TurnStatus.QUEUED]
         if mode == QueueMode.REJECT and active:
-            raise ApiError(
+            raise Conflict(
                 "session_busy",
                 "The session is busy with another turn; retry later or use mode 'enqueue'.",
-                status=409,
                 details={"active_turn_id": active[0].pk},
             )
         if mode == QueueMode.COLLECT and queued:
@@ -218,20 +215,18 @@ def _request_cancel(turn: Turn, *, reason: str = "cancelled") -> None:
     try:
         get_redis().set(cancel_key(turn), reason, ex=24 * 3600)
     except RedisError:
-        raise ApiError(
+        raise Unavailable(
             "service_unavailable",
             "Cannot reach Redis to signal the running turn; try again shortly.",
-            status=503,
         )
 
 
 def cancel_turn(*, turn: Turn) -> Turn:
     """Cancel a queued turn now, or a running one at its next step boundary."""
     if turn.is_final:
-        raise ApiError(
+        raise Conflict(
             "turn_not_cancellable",
             f"The turn already ended ({turn.status}).",
-            status=409,
             details={"status": turn.status},
         )
     now = timezone.now()
@@ -261,12 +256,12 @@ def create_agent(*, tenant: Tenant, **fields) -> Agent:
     agent = Agent(tenant=tenant, **fields)
     agent.full_clean(exclude=["tenant"], validate_constraints=False)
     if Agent.objects.filter(tenant=tenant, slug=agent.slug, deleted_at__isnull=True).exists():
-        raise ApiError("agent_exists", f"An agent '{agent.slug}' already exists.", status=409)
+        raise Conflict("agent_exists", f"An agent '{agent.slug}' already exists.")
     try:
         with transaction.atomic():
             agent.save()
     except IntegrityError:
-        raise ApiError("agent_exists", f"An agent '{agent.slug}' already exists.", status=409)
+        raise Conflict("agent_exists", f"An agent '{agent.slug}' already exists.")
     return agent
 
 
@@ -297,7 +292,7 @@ def set_provider_credential(
     """
     if base_url:
         if not api_key:
-            raise ApiError(
+            raise InvalidInput(
                 "api_key_required",
                 "A base_url of your own needs an api_key of your own.",
                 details={"field": "api_key"},
@@ -305,7 +300,7 @@ def set_provider_credential(
         try:
             tenant_base_url_policy().targets(httpx.URL(base_url))
         except (AddressRefused, httpx.InvalidURL) as exc:
-            raise ApiError(
+            raise InvalidInput(
                 "base_url_refused", f"base_url refused: {exc}.", details={"field": "base_url"}
             )
     credential, _ = ProviderCredential.objects.update_or_create(
@@ -316,6 +311,11 @@ def set_provider_credential(
     return credential
 
 
+def delete_provider_credential(*, tenant: Tenant, provider: str) -> None:
+    """Forget the tenant's own key and base URL for the provider."""
+    ProviderCredential.objects.filter(tenant=tenant, provider=provider).delete()
+
+
 # --- Sessions -------------------------------------------------------------------------
 
 
@@ -324,9 +324,7 @@ def reset_session(*, session: Session) -> Session:
     with transaction.atomic():
         session = Session.objects.select_for_update().get(pk=session.pk)
         if session.turns.filter(status__in=ACTIVE_STATUSES).exists():
-            raise ApiError(
-                "session_busy", "Cancel or wait for the active turn before a reset.", status=409
-            )
+            raise Conflict("session_busy", "Cancel or wait for the active turn before a reset.")
         session.messages.all().delete()
         session.turns.all().delete()
         session.memory = {}
@@ -337,7 +335,5 @@ def reset_session(*, session: Session) -> Session:
 
 def delete_session(*, session: Session) -> None:
     if session.turns.filter(status__in=[TurnStatus.RUNNING, TurnStatus.WAITING]).exists():
-        raise ApiError(
-            "session_busy", "Cancel or wait for the running turn before deleting.", status=409
-        )
+        raise Conflict("session_busy", "Cancel or wait for the running turn before deleting.")
     session.delete()

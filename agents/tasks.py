@@ -59,14 +59,14 @@ def compute_capacity() -> dict:
 
 @shared_task(name="agents.fire_cron_job")
 def fire_cron_job(*, tenant: str, cron_job_id: int) -> str | None:
-    """celery-beat sends this when a CronJob is due (its PeriodicTask, kept by agents.cron)."""
-    from agents import cron
+    """celery-beat sends this when a CronJob is due (its PeriodicTask, kept by agents.cron.beat)."""
+    from agents.cron.services import run_cron_job
     from agents.models import CronJob, CronTrigger
 
     job = CronJob.objects.filter(pk=cron_job_id, tenant__slug=tenant).first()
     if job is None:  # deleted since beat sent this
         return None
-    return cron.run_cron_job(job=job, trigger=CronTrigger.SCHEDULE).outcome
+    return run_cron_job(job=job, trigger=CronTrigger.SCHEDULE).outcome
 
 
 @shared_task(name="agents.deliver_reply", bind=True, max_retries=None)

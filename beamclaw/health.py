@@ -8,8 +8,8 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from beamclaw.api.errors import error_body
 from beamclaw.celery import app
+from beamclaw.errors import error_body
 
 
 @require_GET

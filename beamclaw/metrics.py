@@ -48,6 +48,8 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
+from beamclaw.errors import error_body
+
 PREFIX = "beamclaw_"
 # Multiprocess files are named `<kind>_<process id>.db`; the collector splits names on "_".
 _HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())
@@ -277,8 +279,6 @@ def reset_multiprocess_dir(path: str | Path | None = None) -> Path:
 
 
 def _refused(status: int, code: str, message: str) -> JsonResponse:
-    from beamclaw.api.errors import error_body  # DRF; kept out of scripts/dev.py's import
-
     response = JsonResponse(error_body(code, message), status=status)
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'

@@ -228,14 +228,14 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.auth.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["tenants.auth.IsTenant"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["tenants.api.auth.IsTenant"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["beamclaw.api.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "beamclaw.api.pagination.CursorPagination",
     "DEFAULT_SCHEMA_CLASS": "beamclaw.api.schema.AutoSchemaWithErrors",
     "EXCEPTION_HANDLER": "beamclaw.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["tenants.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["tenants.api.throttling.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": os.environ.get("API_RATE_LIMIT", "6000/min")},
     "UNAUTHENTICATED_USER": None,
     "PAGE_SIZE": 50,

@@ -32,7 +32,7 @@ class Tenant(models.Model):
         default=20, validators=[MinValueValidator(1)]
     )
     max_sessions = models.PositiveIntegerField(default=10_000, validators=[MinValueValidator(1)])
-    # Checked when a cron job is created or rescheduled (agents/cron.py).
+    # Checked when a cron job is created or rescheduled (agents/cron/schedules.py).
     max_cron_jobs = models.PositiveIntegerField(
         default=100, help_text="Cron jobs the tenant may have, paused ones included."
     )

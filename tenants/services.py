@@ -11,6 +11,8 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from beamclaw.errors import DomainError
+
 from .models import ApiKey, Tenant
 from .queues import announce_tenant_queue
 
@@ -92,6 +94,28 @@ def find_api_key(secret: str) -> ApiKey | None:
     api_key = ApiKey.objects.select_related("tenant").filter(prefix=parts[1]).first()
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, _hash(secret)):
         return None
+    return api_key
+
+
+class ApiKeyRefused(DomainError):
+    """The key lets no one in; `code` is the error a request with it gets."""
+
+    status = 401
+
+
+def admitted_api_key(secret: str) -> ApiKey:
+    """The key this secret lets in, or ApiKeyRefused: malformed, unknown, revoked, or its
+    tenant suspended (a 403: the key itself is good)."""
+    try:
+        api_key = find_api_key(secret)
+    except MalformedKey:
+        raise ApiKeyRefused("invalid_authorization_header", "That is not a BeamClaw API key.")
+    if api_key is None:
+        raise ApiKeyRefused("invalid_api_key", "Unknown API key.")
+    if api_key.is_revoked:
+        raise ApiKeyRefused("api_key_revoked", "This API key has been revoked.")
+    if not api_key.tenant.is_active:
+        raise ApiKeyRefused("tenant_suspended", "This tenant is suspended.", status=403)
     return api_key
 
 

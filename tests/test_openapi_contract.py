@@ -16,7 +16,9 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from agents import cron, services
+from agents import services
+from agents.cron import schedules
+from agents.cron import services as cron_services
 from agents.models import CronTrigger, Session, Turn, TurnStatus
 from tests.support import start_web
 
@@ -56,13 +58,13 @@ def seed_objects(tenant) -> None:
     Turn.objects.filter(pk=root.turn.pk).update(
         status=TurnStatus.FAILED, error_code="provider_timeout", error_message="Too slow."
     )
-    job = cron.create_cron_job(
+    job = cron_services.create_cron_job(
         tenant=tenant,
         agent="ops",
         message="report",
-        schedule=cron.check_schedule(every_seconds=3600),
+        schedule=schedules.check_schedule(every_seconds=3600),
     )
-    cron.run_cron_job(job=job, trigger=CronTrigger.MANUAL)
+    cron_services.run_cron_job(job=job, trigger=CronTrigger.MANUAL)
 
 
 def bounded_schema(base_url: str, path: Path) -> Path:

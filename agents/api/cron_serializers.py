@@ -5,8 +5,8 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents import cron
-from agents.cron import EVERY_SECONDS_MAX
+from agents.cron.schedules import EVERY_SECONDS_MAX, next_runs
+from agents.cron.services import DELIVERY_FIELDS
 from agents.models import (
     ChannelDelivery,
     CronJob,
@@ -65,7 +65,7 @@ class CronDeliverySerializer(serializers.Serializer):
     """Where each run's answer is posted: a channel, by the bot of one of your channel
     bindings. The binding must have a bot token, and the ids must fit its kind."""
 
-    # The shape only: agents.cron.check_delivery checks the binding and the ids.
+    # The shape only: agents.cron.services.check_delivery checks the binding and the ids.
 
     binding = serializers.IntegerField(
         min_value=1,
@@ -87,7 +87,7 @@ class CronDeliverySerializer(serializers.Serializer):
     )
 
     def to_representation(self, delivery: dict) -> dict:
-        return {name: delivery.get(name) for name in cron.DELIVERY_FIELDS}
+        return {name: delivery.get(name) for name in DELIVERY_FIELDS}
 
 
 class CronRunDeliverySerializer(serializers.ModelSerializer):
@@ -190,7 +190,7 @@ class CronJobSerializer(serializers.ModelSerializer):
     def get_next_runs(self, job: CronJob) -> list[str]:
         """The next five run times (none while the job is paused)."""
         field = serializers.DateTimeField()
-        return [field.to_representation(when) for when in cron.next_runs(job)]
+        return [field.to_representation(when) for when in next_runs(job)]
 
 
 class CronRunSerializer(serializers.ModelSerializer):

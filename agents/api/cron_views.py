@@ -7,11 +7,11 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents import cron
+from agents.cron import schedules, selectors, services
 from agents.models import CronTrigger
-from beamclaw.api.errors import ApiError
 from beamclaw.api.validation import validated
-from tenants.auth import request_tenant
+from beamclaw.errors import InvalidInput
+from tenants.api.auth import request_tenant
 
 from .cron_serializers import CronJobInputSerializer, CronJobSerializer, CronRunSerializer
 
@@ -19,12 +19,17 @@ INVALID = OpenApiResponse(
     description="`invalid_schedule` (a bad cron expression or time zone, or not exactly one "
     "schedule kind), `schedule_too_frequent` (two runs closer than your tenant's "
     "`min_cron_interval_seconds`), `cron_job_limit_reached` (you have `max_cron_jobs` "
-    "jobs already), `agent_not_found`, `invalid_session_key`, `empty_content`, "
+    "jobs already), `invalid_session_key`, `empty_content`, "
     "`channel_binding_not_found` (the delivery's binding is not one of yours), "
     "`invalid_delivery` (no channel, an id that does not fit the binding's kind, a binding "
     "without a bot token) or `validation_error`; `error.message` says what is wrong."
 )
 NOT_FOUND = OpenApiResponse(description="`cron_job_not_found`: no such job in your tenant.")
+JOB_OR_AGENT_NOT_FOUND = OpenApiResponse(
+    description="`cron_job_not_found`: no such job in your tenant; `agent_not_found`: the "
+    "new `agent` is not one of your agents."
+)
+AGENT_NOT_FOUND = OpenApiResponse(description="`agent_not_found`: no such agent in your tenant.")
 
 
 # A malformed nested object gets the code a bad value in it gets from agents.cron.
@@ -43,17 +48,17 @@ def _parsed(serializer: CronJobInputSerializer) -> dict:
                 text = "; ".join(f"{name}: {' '.join(map(str, e))}" for name, e in errors.items())
             else:
                 text = " ".join(map(str, errors))
-            raise ApiError(code, f"{field}: {text}", details=serializer.errors)
+            raise InvalidInput(code, f"{field}: {text}", details=serializer.errors)
     return validated(serializer)
 
 
 def _changes(data: dict) -> dict:
-    """The input as `agents.cron` takes it."""
+    """The input as `agents.cron.services` takes it."""
     changes = dict(data)
     if "session_key" in changes:
         changes["session_key"] = changes["session_key"] or ""
     if "schedule" in changes:
-        changes["schedule"] = cron.check_schedule(**changes["schedule"])
+        changes["schedule"] = schedules.check_schedule(**changes["schedule"])
     return changes
 
 
@@ -63,15 +68,15 @@ class CronJobListView(generics.ListAPIView):
     serializer_class = CronJobSerializer
 
     def get_queryset(self):
-        return cron.cron_jobs_of(request_tenant(self.request))
+        return selectors.cron_jobs_of(request_tenant(self.request))
 
     @extend_schema(
         request=CronJobInputSerializer,
-        responses={201: CronJobSerializer, 400: INVALID},
+        responses={201: CronJobSerializer, 400: INVALID, 404: AGENT_NOT_FOUND},
     )
     def post(self, request):
         changes = _changes(_parsed(CronJobInputSerializer(data=request.data)))
-        job = cron.create_cron_job(tenant=request_tenant(request), **changes)
+        job = services.create_cron_job(tenant=request_tenant(request), **changes)
         return Response(CronJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -80,22 +85,22 @@ class CronJobDetailView(APIView):
 
     @extend_schema(responses={200: CronJobSerializer, 404: NOT_FOUND})
     def get(self, request, job_id: int):
-        job = cron.get_cron_job(request_tenant(request), job_id)
+        job = selectors.get_cron_job(request_tenant(request), job_id)
         return Response(CronJobSerializer(job).data)
 
     @extend_schema(
         request=CronJobInputSerializer(partial=True),
-        responses={200: CronJobSerializer, 400: INVALID, 404: NOT_FOUND},
+        responses={200: CronJobSerializer, 400: INVALID, 404: JOB_OR_AGENT_NOT_FOUND},
     )
     def patch(self, request, job_id: int):
-        job = cron.get_cron_job(request_tenant(request), job_id)
+        job = selectors.get_cron_job(request_tenant(request), job_id)
         data = _parsed(CronJobInputSerializer(data=request.data, partial=True))
-        job = cron.update_cron_job(job=job, **_changes(data))
+        job = services.update_cron_job(job=job, **_changes(data))
         return Response(CronJobSerializer(job).data)
 
     @extend_schema(responses={204: None, 404: NOT_FOUND})
     def delete(self, request, job_id: int):
-        cron.delete_cron_job(job=cron.get_cron_job(request_tenant(request), job_id))
+        services.delete_cron_job(job=selectors.get_cron_job(request_tenant(request), job_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -114,8 +119,8 @@ class CronJobRunView(APIView):
         },
     )
     def post(self, request, job_id: int):
-        job = cron.get_cron_job(request_tenant(request), job_id)
-        run = cron.run_cron_job(job=job, trigger=CronTrigger.MANUAL)
+        job = selectors.get_cron_job(request_tenant(request), job_id)
+        run = services.run_cron_job(job=job, trigger=CronTrigger.MANUAL)
         return Response(CronRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -125,5 +130,5 @@ class CronJobRunsView(generics.ListAPIView):
     serializer_class = CronRunSerializer
 
     def get_queryset(self):
-        job = cron.get_cron_job(request_tenant(self.request), self.kwargs["job_id"])
-        return cron.runs_of(job)
+        job = selectors.get_cron_job(request_tenant(self.request), self.kwargs["job_id"])
+        return selectors.runs_of(job)

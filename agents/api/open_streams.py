@@ -22,9 +22,9 @@ from django.conf import settings
 from django.db import connection
 from redis.exceptions import RedisError
 
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import RateLimited, Unavailable
 from tenants import selectors, stream_slots
-from tenants.auth import TenantPrincipal
+from tenants.api.auth import TenantPrincipal
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,13 @@ ACCESS_ENDINGS = {
 UNSTARTED_GRACE_SECONDS = 60.0
 
 
-class EventsUnavailable(ApiError):
+class EventsUnavailable(Unavailable):
     """Redis could not be asked for a slot: no live events can be served now."""
 
     def __init__(self) -> None:
         super().__init__(
             "events_unavailable",
             "Live events are unavailable right now; retry shortly.",
-            status=503,
             retry_after=settings.STREAM_RETRY_AFTER_SECONDS,
         )
 
@@ -88,16 +87,15 @@ class OpenStreams:
         return len(self._streams)
 
     async def admit(self, principal: TenantPrincipal, *, started: bool = True) -> OpenStream:
-        """A slot for one more stream of the caller's tenant, or an ApiError saying why not.
+        """A slot for one more stream of the caller's tenant, or a DomainError saying why not.
 
         `started=False` for a stream whose response has yet to begin: it is given back by
         the watcher if the response never starts.
         """
         if len(self._streams) + self._admitting >= settings.STREAMS_PER_PROCESS_MAX:
-            raise ApiError(
+            raise Unavailable(
                 "service_busy",
                 "This server has as many open streams as it can hold; retry shortly.",
-                status=503,
                 retry_after=settings.STREAM_RETRY_AFTER_SECONDS,
             )
         tenant = principal.tenant
@@ -111,11 +109,10 @@ class OpenStreams:
         finally:
             self._admitting -= 1
         if not taken:
-            raise ApiError(
+            raise RateLimited(
                 "too_many_streams",
                 f"Your tenant has {tenant.max_concurrent_streams} event streams and waiting "
                 "requests open, its limit; close one or retry later.",
-                status=429,
                 details={"limit": tenant.max_concurrent_streams},
                 retry_after=settings.STREAM_RETRY_AFTER_SECONDS,
             )

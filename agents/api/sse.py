@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from rest_framework.renderers import BaseRenderer
 
 from agents.runtime.events import TERMINAL_EVENT, decode
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import InvalidInput
 from beamclaw.redis import get_async_redis
 
 from .open_streams import Ending, OpenStream, open_streams
@@ -45,11 +45,10 @@ def parse_last_event_id(value: str | None) -> str:
         return "0-0"
     match = _STREAM_ID.fullmatch(value)
     if match is None or any(int(part) >= 2**64 for part in match.groups() if part):
-        raise ApiError(
+        raise InvalidInput(
             "invalid_last_event_id",
             "Last-Event-ID (or last_event_id) must be an event id this API sent, "
             "like '1733212345678-0'.",
-            status=400,
         )
     return value
 

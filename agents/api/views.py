@@ -21,12 +21,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import selectors, services
-from agents.models import ProviderCredential, ProviderName, Turn
+from agents.models import ProviderName, Turn
 from agents.runtime import events
-from beamclaw.api.errors import ApiError
 from beamclaw.api.pagination import CursorPagination
 from beamclaw.api.validation import validated
-from tenants.auth import request_tenant
+from beamclaw.errors import NotFound
+from tenants.api.auth import request_tenant
 
 from . import sse
 from .open_streams import EventsUnavailable, open_streams
@@ -101,7 +101,7 @@ class ProviderCredentialListView(generics.ListAPIView):
     pagination_class = None
 
     def get_queryset(self):
-        return ProviderCredential.objects.filter(tenant=request_tenant(self.request))
+        return selectors.provider_credentials_of(request_tenant(self.request))
 
 
 class ProviderCredentialView(APIView):
@@ -110,7 +110,7 @@ class ProviderCredentialView(APIView):
     @extend_schema(request=ProviderCredentialSerializer, responses=ProviderCredentialSerializer)
     def put(self, request, provider: str):
         if provider not in ProviderName.values:
-            raise ApiError("unknown_provider", f"Unknown provider '{provider}'.", status=404)
+            raise NotFound("unknown_provider", f"Unknown provider '{provider}'.")
         data = validated(ProviderCredentialSerializer(data=request.data))
         credential = services.set_provider_credential(
             tenant=request_tenant(request), provider=provider, **data
@@ -119,9 +119,7 @@ class ProviderCredentialView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, provider: str):
-        ProviderCredential.objects.filter(
-            tenant=request_tenant(request), provider=provider
-        ).delete()
+        services.delete_provider_credential(tenant=request_tenant(request), provider=provider)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -143,12 +141,9 @@ class SessionListView(generics.ListAPIView):
             SessionListQuerySerializer(data=self.request.query_params),
             dict.fromkeys(["agent", "active"], "invalid_session_filter"),
         )
-        queryset = selectors.sessions_of(request_tenant(self.request))
-        if agent := query.get("agent"):
-            queryset = queryset.filter(agent__slug=agent)
-        if query["active"] is not None:
-            queryset = queryset.filter(active=query["active"])
-        return queryset
+        return selectors.sessions_of(
+            request_tenant(self.request), agent=query.get("agent"), active=query["active"]
+        )
 
 
 class SessionDetailView(generics.RetrieveDestroyAPIView):
@@ -373,7 +368,7 @@ class TurnEventsView(AsyncAPIView):
         last_event_id = _last_event_id(request)
 
         async def finished_summary() -> dict | None:
-            current = await Turn.objects.aget(pk=turn.pk)
+            current = await selectors.reread_turn(turn)
             if not current.is_final:
                 return None
             return {

@@ -15,9 +15,10 @@ from nacl.exceptions import CryptoError
 from nacl.signing import VerifyKey
 
 from agents.models import Agent, ChannelBinding, ChannelDelivery, ChannelKind, ChannelSessionScope
+from agents.selectors import get_agent
 from agents.services import Submission, submit_message
-from beamclaw.api.errors import ApiError
 from beamclaw.crypto import decrypt, encrypt
+from beamclaw.errors import InvalidInput, NotFound
 from tenants.models import Tenant
 
 SECRET_FIELDS = ("signing_secret", "bot_token")
@@ -53,7 +54,7 @@ def check_public_key(public_key: str) -> None:
     try:
         VerifyKey(bytes.fromhex(public_key))
     except (ValueError, TypeError, CryptoError):
-        raise ApiError(
+        raise InvalidInput(
             "invalid_public_key",
             "The Discord public key must be the 64 hex digits shown on the application's "
             "General Information page.",
@@ -63,28 +64,21 @@ def check_public_key(public_key: str) -> None:
 def validate_binding(binding: ChannelBinding, *, has_signing_secret: bool) -> None:
     """What a binding needs before a webhook can trust a request for it."""
     if binding.kind not in ChannelKind.values:
-        raise ApiError("invalid_kind", f"Unknown channel kind '{binding.kind}'.")
+        raise InvalidInput("invalid_kind", f"Unknown channel kind '{binding.kind}'.")
     if binding.session_scope not in ChannelSessionScope.values:
-        raise ApiError(
+        raise InvalidInput(
             "invalid_session_scope",
             f"Unknown session scope '{binding.session_scope}'.",
             details={"allowed": ChannelSessionScope.values},
         )
     if binding.agent.tenant_id != binding.tenant_id or binding.agent.deleted_at is not None:
-        raise ApiError("agent_not_found", f"There is no agent '{binding.agent.slug}'.", status=404)
+        raise NotFound("agent_not_found", f"There is no agent '{binding.agent.slug}'.")
     if binding.kind == ChannelKind.SLACK and not has_signing_secret:
-        raise ApiError("signing_secret_required", "A Slack binding needs the app's signing secret.")
+        raise InvalidInput(
+            "signing_secret_required", "A Slack binding needs the app's signing secret."
+        )
     if binding.kind == ChannelKind.DISCORD:
         check_public_key(binding.public_key)
-
-
-def _agent(tenant: Tenant, agent: Agent | str) -> Agent:
-    if isinstance(agent, Agent):
-        return agent
-    found = Agent.objects.filter(tenant=tenant, slug=agent, deleted_at__isnull=True).first()
-    if found is None:
-        raise ApiError("agent_not_found", f"There is no agent '{agent}'.", status=404)
-    return found
 
 
 def save_binding(
@@ -118,7 +112,7 @@ def create_binding(
     binding = ChannelBinding(
         tenant=tenant,
         kind=kind,
-        agent=_agent(tenant, agent),
+        agent=agent if isinstance(agent, Agent) else get_agent(tenant, agent),
         name=name,
         external_id=external_id,
         session_scope=session_scope,
@@ -134,7 +128,8 @@ def update_binding(*, binding: ChannelBinding, **changes) -> ChannelBinding:
         raise TypeError(f"cannot change {', '.join(sorted(unknown))}")
     secrets = {name: changes.pop(name) or "" for name in SECRET_FIELDS if name in changes}
     if "agent" in changes:
-        binding.agent = _agent(binding.tenant, changes.pop("agent"))
+        agent = changes.pop("agent")
+        binding.agent = agent if isinstance(agent, Agent) else get_agent(binding.tenant, agent)
     for field, value in changes.items():
         setattr(binding, field, value)
     return save_binding(binding=binding, **secrets)

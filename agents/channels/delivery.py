@@ -34,8 +34,8 @@ from agents.models import (
     Turn,
     TurnStatus,
 )
-from beamclaw.api.errors import ApiError
 from beamclaw.crypto import decrypt
+from beamclaw.errors import InvalidInput
 
 from . import DeliveryFailed, bindings, discord, slack
 
@@ -189,35 +189,35 @@ DISCORD_CHANNEL_ID = re.compile(r"[0-9]{1,20}")
 
 def channel_target(binding: ChannelBinding, *, channel: str, thread_ts: str = "") -> dict:
     """The ChannelDelivery target for a post in `channel` by the binding's bot, with no
-    message to answer (a cron job's run). An `invalid_delivery` ApiError says what is
+    message to answer (a cron job's run). An `invalid_delivery` InvalidInput says what is
     wrong with the address."""
     if not binding.bot_token_encrypted:
-        raise ApiError(
+        raise InvalidInput(
             "invalid_delivery",
             f"Channel binding {binding.pk} has no bot token, so it cannot post; "
             "give it one (admin: Agents > Channel bindings).",
         )
     if binding.kind == ChannelKind.SLACK:
         if not SLACK_CHANNEL_ID.fullmatch(channel):
-            raise ApiError(
+            raise InvalidInput(
                 "invalid_delivery",
                 f"'{channel}' is not a Slack channel id; give the id (C..., G... or D...), "
                 "not the name: Slack shows it in the channel's details.",
             )
         if thread_ts and not SLACK_TS.fullmatch(thread_ts):
-            raise ApiError(
+            raise InvalidInput(
                 "invalid_delivery",
                 f"'{thread_ts}' is not a Slack message ts; give the thread's parent ts, "
                 "e.g. '1700000000.000100'.",
             )
         return {"channel": channel, "thread_ts": thread_ts}
     if thread_ts:
-        raise ApiError(
+        raise InvalidInput(
             "invalid_delivery",
             "'thread_ts' is for Slack; a Discord thread is a channel: give its id as 'channel'.",
         )
     if not DISCORD_CHANNEL_ID.fullmatch(channel):
-        raise ApiError(
+        raise InvalidInput(
             "invalid_delivery",
             f"'{channel}' is not a Discord channel id; give the number that Discord's "
             "'Copy Channel ID' (developer mode) gives.",

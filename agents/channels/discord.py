@@ -20,8 +20,8 @@ from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import VerifyKey
 
 from agents.models import ChannelBinding
-from beamclaw.api.errors import ApiError
 from beamclaw.crypto import encrypt
+from beamclaw.errors import DomainError
 from beamclaw.outbound import parse_retry_after
 from beamclaw.redis import get_redis, key
 
@@ -155,9 +155,9 @@ def handle_command(*, binding: ChannelBinding, payload: dict) -> dict:
                 "channel_id": command.channel_id,
             },
         )
-    except ApiError as error:  # refused for good: a replay is refused too
+    except DomainError as error:  # refused for good: a replay is refused too
         log.warning("discord command of binding %s refused: %s", binding.pk, error)
-        return _say(f"Sorry, I can't take this now ({error.error_code}).")
+        return _say(f"Sorry, I can't take this now ({error.code}).")
     except Exception:
         get_redis().delete(interaction_key)  # nothing was started: not taken after all
         raise

@@ -17,7 +17,7 @@ import httpx
 from django.conf import settings
 
 from agents.models import ChannelBinding, ChannelSessionScope
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import DomainError
 from beamclaw.outbound import parse_retry_after
 from beamclaw.redis import get_redis, key
 
@@ -146,9 +146,9 @@ def handle_event(*, binding: ChannelBinding, payload: dict) -> str:
             content=message.text,
             target={"channel": message.channel, "thread_ts": message.reply_thread_ts},
         )
-    except ApiError as error:  # refused for good (agent gone, session limit, ...)
+    except DomainError as error:  # refused for good (agent gone, session limit, ...)
         log.warning("slack event %s of binding %s refused: %s", event_id, binding.pk, error)
-        return f"refused:{error.error_code}"
+        return f"refused:{error.code}"
     except Exception:
         get_redis().delete(event_key)  # not taken after all: Slack's retry may succeed
         raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from agents.models import FINAL_STATUSES, Turn, TurnStatus
 from agents.tools.base import ToolContext, ToolError
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import DomainError
 
 from .dispatch import dispatch_session
 
@@ -42,8 +42,8 @@ def spawn(ctx: ToolContext, *, agent_slug: str, task: str) -> dict:
             parent_turn=parent,
             parent_tool_call_id=ctx.tool_call_id,
         )
-    except ApiError as exc:  # unknown agent, session limit, ...
-        raise ToolError(str(exc.detail))
+    except DomainError as exc:  # unknown agent, session limit, ...
+        raise ToolError(exc.message)
     return {"child_turn_id": submission.turn.pk, "status": "started"}
 
 

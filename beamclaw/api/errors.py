@@ -10,7 +10,6 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -18,29 +17,14 @@ from psycopg_pool import PoolTimeout
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from beamclaw.errors import DomainError, error_body, request_too_large
+
 log = logging.getLogger(__name__)
 
 
-class ApiError(exceptions.APIException):
-    """A domain error with a stable code: `raise ApiError("session_busy", "...", status=409)`.
-
-    `retry_after` (seconds) becomes the Retry-After header, for a 429 or 503.
-    """
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        status: int = 400,
-        details: dict | None = None,
-        retry_after: float | None = None,
-    ):
-        super().__init__(message, code=code)
-        self.status_code = status
-        self.error_code = code
-        self.details = details or {}
-        self.retry_after = retry_after  # seconds, sent as Retry-After (429, 503)
+class DomainAPIException(DomainError, exceptions.APIException):
+    """A DomainError where DRF lets only its own exceptions through: raised in an
+    authenticator, it must be an APIException for DRF to answer it as a refusal."""
 
 
 _DEFAULT_CODES = {
@@ -54,14 +38,8 @@ _DEFAULT_CODES = {
 }
 
 
-def error_body(code: str, message: str, details: dict | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
-
-
 def _code_and_message(exc: exceptions.APIException) -> tuple[str, str]:
     detail = exc.detail
-    if isinstance(exc, ApiError):
-        return exc.error_code, str(detail)
     code = next((c for cls, c in _DEFAULT_CODES.items() if isinstance(exc, cls)), None)
     code = code or getattr(detail, "code", None) or exc.default_code
     if isinstance(exc, exceptions.ValidationError):
@@ -84,14 +62,6 @@ def _out_of_database_connections(exc: BaseException) -> bool:
     return False
 
 
-def request_too_large() -> ApiError:
-    return ApiError(
-        "request_too_large",
-        f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
-        status=413,
-    )
-
-
 def internal_error_body() -> tuple[dict, str]:
     """The answer to a bug, and the reference that ties it to the logged traceback."""
     reference = uuid.uuid4().hex[:16]
@@ -107,7 +77,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     elif isinstance(exc, RequestDataTooBig):
         exc = request_too_large()
     elif isinstance(exc, SuspiciousOperation):
-        exc = ApiError("bad_request", "The request was refused as malformed.", status=400)
+        exc = DomainError("bad_request", "The request was refused as malformed.")
 
     if _out_of_database_connections(exc):
         # Overload, not a bug and not the client's fault: say so, and when to come back.
@@ -117,6 +87,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
         )
+    if isinstance(exc, DomainError):
+        return domain_error_response(exc)
     if not isinstance(exc, exceptions.APIException):
         # A bug, not the client's fault: log it and answer without internals.
         body, reference = internal_error_body()
@@ -129,9 +101,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
 
     code, message = _code_and_message(exc)
     details: dict = {}
-    if isinstance(exc, ApiError):
-        details = exc.details
-    elif isinstance(exc, exceptions.ValidationError):
+    if isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
     elif isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         details = {"retry_after": int(exc.wait + 0.999)}
@@ -141,9 +111,16 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         headers["WWW-Authenticate"] = auth_header
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         headers["Retry-After"] = str(int(exc.wait + 0.999))
-    elif isinstance(exc, ApiError) and exc.retry_after is not None:
-        headers["Retry-After"] = str(int(exc.retry_after + 0.999))
     return Response(error_body(code, message, details), status=exc.status_code, headers=headers)
+
+
+def domain_error_response(error: DomainError) -> Response:
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(int(error.retry_after + 0.999))
+    return Response(
+        error_body(error.code, error.message, error.details), status=error.status, headers=headers
+    )
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
@@ -187,7 +164,7 @@ def server_error(request: HttpRequest) -> JsonResponse:
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     if isinstance(exception, RequestDataTooBig):
         error = request_too_large()
-        return JsonResponse(error_body(error.error_code, str(error.detail)), status=413)
+        return JsonResponse(error_body(error.code, error.message), status=error.status)
     return JsonResponse(error_body("bad_request", "Bad request."), status=400)
 
 

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from beamclaw import login_throttle, workers
-from beamclaw.api.errors import ApiError
+from beamclaw.api.errors import DomainAPIException
 
 
 class RunningTaskSerializer(serializers.Serializer):
@@ -54,7 +54,7 @@ class ThrottledBasicAuthentication(BasicAuthentication):
         try:
             login_throttle.start_attempt(request, userid)
         except login_throttle.LoginLocked as locked:
-            raise ApiError(
+            raise DomainAPIException(
                 "too_many_failed_logins",
                 "Too many failed logins from this address or for this user; retry after "
                 "the number of seconds in Retry-After.",

@@ -12,14 +12,13 @@ from typing import Any
 from django.conf import settings
 from rest_framework import parsers
 
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import InvalidInput
 
 
-def _too_deep(error: str) -> ApiError:
-    return ApiError(
+def _too_deep(error: str) -> InvalidInput:
+    return InvalidInput(
         "json_too_deep",
         f"The JSON body is nested {error}; at most {settings.JSON_MAX_DEPTH} levels are accepted.",
-        status=400,
     )
 
 

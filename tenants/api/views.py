@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 
 from beamclaw.api.validation import validated
 from tenants import selectors
-from tenants.auth import request_tenant
+from tenants.api.auth import request_tenant
 
 from .serializers import TenantSerializer, UsageQuerySerializer, UsageSerializer
 

@@ -383,6 +383,7 @@ def test_a_bad_change_is_refused_and_leaves_the_job_as_it_was(acme, ops):
     assert bad_schedule.json()["error"]["code"] == "invalid_schedule"
     assert "hour '25'" in bad_schedule.json()["error"]["message"]
     assert bad_key.json()["error"]["code"] == "invalid_session_key"
+    assert no_agent.status_code == 404  # as everywhere else an agent is looked up
     assert no_agent.json()["error"]["code"] == "agent_not_found"
     assert put.status_code == 405
     assert acme.client.get(url).json() == job
@@ -494,6 +495,7 @@ def test_another_tenants_cron_jobs_are_404_and_never_listed(acme, globex):
         {"agent": "secret", "message": "hi", "schedule": {"every_seconds": 60}},
         format="json",
     )
+    assert stolen.status_code == 404
     assert stolen.json()["error"]["code"] == "agent_not_found"
     # Nothing of globex's changed or ran.
     assert globex.client.get(base).json() == theirs

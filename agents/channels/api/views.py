@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from agents.channels import RequestRefused, bindings, check_timestamp, discord, slack
 from agents.models import ChannelBinding, ChannelKind
-from beamclaw.api.errors import error_body, request_too_large
+from beamclaw.errors import error_body, request_too_large
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _raw_body(request: HttpRequest) -> bytes | None:
 
 def _too_large() -> JsonResponse:
     error = request_too_large()  # the API's own 413, in the same shape
-    return _error(error.status_code, error.error_code, str(error.detail))
+    return _error(error.status, error.code, error.message)
 
 
 def _signed_headers(request: HttpRequest, timestamp: str, signature: str) -> tuple[str, str]:

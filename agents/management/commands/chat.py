@@ -14,7 +14,7 @@ from agents.models import Turn
 from agents.runtime.events import TERMINAL_EVENT, decode, turn_stream
 from agents.selectors import reply_of
 from agents.services import submit_message
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import DomainError
 from beamclaw.redis import get_redis
 from tenants.models import Tenant
 
@@ -37,8 +37,8 @@ class Command(BaseCommand):
             submission = submit_message(
                 tenant=owner, session_key=session_key, content=message, mode=mode, source="cli"
             )
-        except ApiError as exc:
-            raise CommandError(f"{exc.error_code}: {exc.detail}")
+        except DomainError as exc:
+            raise CommandError(f"{exc.code}: {exc.message}")
         turn = submission.turn
         self.stderr.write(self.style.HTTP_INFO(f"turn {turn.pk} queued"))
         if not self._follow(turn, timeout):

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from agents.channels import bindings
 from agents.models import ChannelKind, ChannelSessionScope
-from beamclaw.api.errors import ApiError
+from beamclaw.errors import DomainError
 from tenants.models import Tenant
 
 SECRETS = {
@@ -65,8 +65,8 @@ class Command(BaseCommand):
                 session_scope=options["session_scope"],
                 **secrets,
             )
-        except ApiError as error:
-            raise CommandError(str(error.detail))
+        except DomainError as error:
+            raise CommandError(error.message)
         self.stdout.write(f"binding {binding.pk}: {HOOK_PATHS[kind].format(id=binding.pk)}")
 
     def _ask(self, label: str) -> str:

@@ -8,8 +8,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
-from .models import ApiKey, Tenant
-from .services import MalformedKey, find_api_key, touch_api_key
+from tenants.models import ApiKey, Tenant
+from tenants.services import ApiKeyRefused, admitted_api_key, touch_api_key
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,11 @@ class ApiKeyAuthentication(BaseAuthentication):
                 "The Authorization header must be 'Bearer <key>'.",
             )
         try:
-            api_key = find_api_key(header[1].decode("latin-1"))
-        except MalformedKey:
-            raise _failed("invalid_authorization_header", "That is not a BeamClaw API key.")
-        if api_key is None:
-            raise _failed("invalid_api_key", "Unknown API key.")
-        if api_key.is_revoked:
-            raise _failed("api_key_revoked", "This API key has been revoked.")
-        if not api_key.tenant.is_active:
-            raise TenantSuspended()
+            api_key = admitted_api_key(header[1].decode("latin-1"))
+        except ApiKeyRefused as refused:
+            if refused.status == TenantSuspended.status_code:  # a good key, a suspended tenant
+                raise TenantSuspended()
+            raise _failed(refused.code, refused.message)
         touch_api_key(api_key)
         return TenantPrincipal(tenant=api_key.tenant, api_key=api_key), api_key
 
@@ -86,7 +82,7 @@ def request_tenant(request) -> Tenant:
 class ApiKeySchema(OpenApiAuthenticationExtension):
     """Documents the Bearer API key in the OpenAPI schema."""
 
-    target_class = "tenants.auth.ApiKeyAuthentication"
+    target_class = "tenants.api.auth.ApiKeyAuthentication"
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):
