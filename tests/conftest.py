@@ -20,6 +20,8 @@ from rest_framework.test import APIClient
 from beamclaw.celery import app as celery_app
 from beamclaw.redis import broker_key_prefix
 from tenants.services import create_tenant, issue_api_key
+from testing.fake_chat import FakeChannelApi
+from testing.fake_model import FakeModelServer
 
 from .support import (
     Process,
@@ -135,8 +137,6 @@ PLATFORM_OPENAI_KEY = "sk-platform-only"
 def platform_model():
     """The platform's own OpenAI-compatible endpoint (the workers' OPENAI_BASE_URL, with
     PLATFORM_OPENAI_KEY), apart from the servers tenants point at."""
-    from agents.providers.fake_server import FakeModelServer
-
     server = FakeModelServer().start()
     yield server
     server.stop()
@@ -234,8 +234,6 @@ def web(platform_env, log_dir) -> str:
 @pytest.fixture(scope="session")
 def fake_model():
     """The scripted model server (OpenAI and Anthropic wire formats) on loopback."""
-    from agents.providers.fake_server import FakeModelServer
-
     server = FakeModelServer().start()
     yield server
     server.stop()
@@ -308,9 +306,7 @@ def start_beat(env: dict[str, str], log_dir: Path, name: str = "beat") -> Proces
 
 @pytest.fixture(scope="session")
 def channel_api_server():
-    """The fake Slack Web API and Discord API on loopback (agents.channels.fake_api)."""
-    from agents.channels.fake_api import FakeChannelApi
-
+    """The fake Slack Web API and Discord API on loopback (testing.fake_chat)."""
     server = FakeChannelApi().start()
     yield server
     server.stop()

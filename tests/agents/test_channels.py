@@ -18,8 +18,8 @@ from django.test import Client
 from nacl.signing import SigningKey
 
 from agents.channels import bindings, delivery
-from agents.channels.fake_api import FakeChannelApi, Request
 from agents.models import ChannelBinding, ChannelDelivery, Turn
+from testing.fake_chat import FakeChannelApi, Request
 from tests.support import wait_for_turn, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]

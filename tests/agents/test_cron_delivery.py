@@ -18,8 +18,8 @@ from nacl.signing import SigningKey
 
 from agents import services
 from agents.channels import bindings
-from agents.channels.fake_api import FakeChannelApi, Request
 from agents.models import ChannelDelivery, CronJob, CronRun
+from testing.fake_chat import FakeChannelApi, Request
 from tests.conftest import start_beat
 from tests.support import wait_for_turn, wait_until
 

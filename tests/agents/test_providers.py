@@ -23,10 +23,10 @@ from agents.providers.base import (
     ToolCall,
     ToolSpec,
 )
-from agents.providers.fake_server import FakeModelServer
 from agents.providers.http import parse_retry_after
 from beamclaw import outbound
 from beamclaw.outbound import AddressPolicy
+from testing.fake_model import FakeModelServer
 
 CALCULATOR = ToolSpec(
     name="calculator",
