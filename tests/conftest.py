@@ -162,7 +162,7 @@ def platform_env(
         DEBUG="1",
         LOG_LEVEL="WARNING",
     )
-    # Workers post channel replies to the fake Slack/Discord API (tests/agents/test_channels).
+    # Workers post channel replies to the fake Slack/Discord API (tests/agents/channels).
     env.update(
         SLACK_API_BASE_URL=channel_api_server.slack_url,
         DISCORD_API_BASE_URL=channel_api_server.discord_url,

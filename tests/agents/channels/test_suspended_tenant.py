@@ -9,7 +9,7 @@ from nacl.signing import SigningKey
 from agents.channels import bindings
 from agents.models import Turn
 from tenants.services import set_limits
-from tests.agents.test_channels import (
+from tests.agents.channels.test_slack_and_discord import (
     SIGNING_SECRET,
     post_discord,
     post_slack,
