@@ -19,7 +19,7 @@ from nacl.signing import SigningKey
 from agents import services
 from agents.channels import bindings
 from agents.models import ChannelDelivery, CronJob, CronRun
-from testing.fake_chat import FakeChannelApi, Request
+from tests.agents.channels.webhooks import is_slack_post
 from tests.conftest import start_beat
 from tests.support import wait_for_turn, wait_until
 
@@ -27,15 +27,6 @@ SLACK_TOKEN = "xoxb-cron-bot-token"
 DISCORD_TOKEN = "discord-cron-bot-token"
 DISCORD_CHANNEL = "1180000000000000001"
 LONG_ANSWER = "\n\n".join(f"Paragraph {i}. " + " ".join(["word"] * 150) for i in range(8))
-
-
-@pytest.fixture
-def channel_api(channel_api_server, settings) -> FakeChannelApi:
-    """The session's fake Slack/Discord API, emptied; this process posts to it too."""
-    channel_api_server.reset()
-    settings.SLACK_API_BASE_URL = channel_api_server.slack_url
-    settings.DISCORD_API_BASE_URL = channel_api_server.discord_url
-    return channel_api_server
 
 
 @pytest.fixture
@@ -80,10 +71,6 @@ def run_now(tenant_fixture, job: dict) -> dict:
     response = tenant_fixture.client.post(f"/api/v1/cron-jobs/{job['id']}/run")
     assert response.status_code == 202, response.json()
     return response.json()
-
-
-def is_slack_post(request: Request) -> bool:
-    return request.api == "slack" and request.path == "/chat.postMessage"
 
 
 def run_history(tenant_fixture, job: dict) -> list[dict]:

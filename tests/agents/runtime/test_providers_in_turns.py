@@ -1,4 +1,5 @@
-"""Whole turns on each provider: Anthropic's wire format, and the offline demo model."""
+"""Whole turns on each provider (Anthropic's wire format, the offline demo model), and what
+provider failures do to a turn and its session."""
 
 import pytest
 from django.core.management import call_command
@@ -22,6 +23,42 @@ def test_a_turn_on_the_anthropic_provider(acme, model):
     assert model.requests[0]["headers"]["x-api-key"] == "k"
     assert conversation("agent:claude:main")[-1][2] == "echo: bonjour"
     assert turn.input_tokens > 0 and turn.output_tokens > 0
+
+
+def test_a_429_is_retried_and_the_turn_succeeds(acme, agent, model):
+    model.add_rule(match=r".*", status=429, headers={"Retry-After": "0"}, times=1)
+
+    turn = wait_for_turn(send(acme, "agent:ops:main", "hello")["turn"]["id"])
+
+    assert turn.status == "succeeded"
+    assert model.call_count == 2
+    assert conversation("agent:ops:main")[-1][2] == "echo: hello"
+
+
+def test_a_401_fails_the_turn_with_provider_auth_failed_and_the_next_turn_runs(acme, agent, model):
+    model.add_rule(match=r".*", status=401, times=1)
+
+    failed = wait_for_turn(send(acme, "agent:ops:main", "first")["turn"]["id"])
+    assert failed.status == "failed"
+    assert failed.error_code == "provider_auth_failed"
+    assert model.call_count == 1  # an auth failure is not retried
+
+    after = wait_for_turn(send(acme, "agent:ops:main", "second")["turn"]["id"])
+    assert after.status == "succeeded"
+    body = acme.client.get(f"/api/v1/turns/{failed.pk}").json()
+    assert body["error"]["code"] == "provider_auth_failed"
+
+
+def test_a_garbage_answer_fails_with_provider_bad_response_and_the_session_keeps_working(
+    acme, agent, model
+):
+    model.add_rule(match=r".*", body="<html>not json</html>", times=1)
+
+    failed = wait_for_turn(send(acme, "agent:ops:main", "first")["turn"]["id"])
+    after = wait_for_turn(send(acme, "agent:ops:main", "second")["turn"]["id"])
+
+    assert (failed.status, failed.error_code) == ("failed", "provider_bad_response")
+    assert after.status == "succeeded"
 
 
 def test_the_offline_model_uses_the_calculator_without_any_network(acme):
