@@ -19,10 +19,10 @@ from rest_framework.test import APIClient
 
 from beamclaw.celery import app as celery_app
 from beamclaw.redis import broker_key_prefix
-from tenants.services import create_tenant, issue_api_key
 from testing.fake_chat import FakeChannelApi
 from testing.fake_model import FakeModelServer
 
+from .factories import ApiKeyFactory, TenantFactory
 from .support import (
     Process,
     make_agent,
@@ -247,8 +247,8 @@ def model(fake_model):
 
 class TenantFixture:
     def __init__(self, slug: str):
-        self.tenant = create_tenant(slug=slug, name=slug.title())
-        self.key = issue_api_key(tenant=self.tenant, name="test").secret
+        self.tenant = TenantFactory(slug=slug, name=slug.title())
+        self.key = ApiKeyFactory(tenant=self.tenant, name="test").secret
         self.client = APIClient()
         self.client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.key}")
 

@@ -3,13 +3,13 @@
 import pytest
 from nacl.signing import SigningKey
 
-from agents.channels import bindings
 from tests.agents.channels.webhooks import BOT_TOKEN, SIGNING_SECRET
+from tests.factories import ChannelBindingFactory
 
 
 @pytest.fixture
 def slack_binding(acme, agent):
-    return bindings.create_binding(
+    return ChannelBindingFactory(
         tenant=acme.tenant,
         kind="slack",
         agent="ops",
@@ -26,7 +26,7 @@ def discord_key() -> SigningKey:
 
 @pytest.fixture
 def discord_binding(acme, agent, discord_key):
-    return bindings.create_binding(
+    return ChannelBindingFactory(
         tenant=acme.tenant,
         kind="discord",
         agent="ops",

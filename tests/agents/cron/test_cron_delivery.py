@@ -16,11 +16,10 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from nacl.signing import SigningKey
 
-from agents import services
-from agents.channels import bindings
 from agents.models import ChannelDelivery, CronJob, CronRun
 from tests.agents.channels.webhooks import is_slack_post
 from tests.conftest import start_beat
+from tests.factories import AgentFactory, ChannelBindingFactory
 from tests.support import wait_for_turn, wait_until
 
 SLACK_TOKEN = "xoxb-cron-bot-token"
@@ -38,7 +37,7 @@ def beat(platform_env, log_dir, transactional_db):
 
 @pytest.fixture
 def slack(acme, agent):
-    return bindings.create_binding(
+    return ChannelBindingFactory(
         tenant=acme.tenant,
         kind="slack",
         agent="ops",
@@ -50,7 +49,7 @@ def slack(acme, agent):
 
 @pytest.fixture
 def discord(acme, agent):
-    return bindings.create_binding(
+    return ChannelBindingFactory(
         tenant=acme.tenant,
         kind="discord",
         agent="ops",
@@ -210,8 +209,8 @@ def test_a_refused_post_shows_as_failed_in_the_run_history(acme, slack, channel_
 def test_a_delivery_to_another_tenants_binding_is_refused_and_nothing_is_stored(
     acme, globex, agent
 ):
-    services.create_agent(tenant=globex.tenant, slug="ops")
-    theirs = bindings.create_binding(
+    AgentFactory(tenant=globex.tenant, slug="ops")
+    theirs = ChannelBindingFactory(
         tenant=globex.tenant,
         kind="slack",
         agent="ops",
@@ -260,7 +259,7 @@ def test_a_delivery_to_another_tenants_binding_is_refused_and_nothing_is_stored(
 
 @pytest.fixture
 def tokenless(acme, agent):
-    return bindings.create_binding(
+    return ChannelBindingFactory(
         tenant=acme.tenant, kind="slack", agent="ops", signing_secret="s", bot_token=""
     )
 
@@ -338,8 +337,8 @@ def test_the_delivery_shapes_are_in_the_schema():
 def test_the_admin_checks_a_delivery_like_the_api_and_shows_how_runs_posted(
     acme, globex, slack, admin_client
 ):
-    services.create_agent(tenant=globex.tenant, slug="ops")
-    theirs = bindings.create_binding(
+    AgentFactory(tenant=globex.tenant, slug="ops")
+    theirs = ChannelBindingFactory(
         tenant=globex.tenant, kind="slack", agent="ops", signing_secret="s", bot_token="xoxb-g"
     )
     form = {

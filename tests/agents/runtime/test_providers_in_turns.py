@@ -4,17 +4,17 @@ provider failures do to a turn and its session."""
 import pytest
 from django.core.management import call_command
 
-from agents import services
+from tests.factories import AgentFactory, ProviderCredentialFactory
 from tests.support import conversation, send, wait_for_turn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
 
 def test_a_turn_on_the_anthropic_provider(acme, model):
-    services.set_provider_credential(
+    ProviderCredentialFactory(
         tenant=acme.tenant, provider="anthropic", api_key="k", base_url=model.url_anthropic
     )
-    services.create_agent(tenant=acme.tenant, slug="claude", provider="anthropic", model="c-1")
+    AgentFactory(tenant=acme.tenant, slug="claude", provider="anthropic", model="c-1")
 
     turn = wait_for_turn(send(acme, "agent:claude:main", "bonjour")["turn"]["id"])
 
@@ -62,7 +62,7 @@ def test_a_garbage_answer_fails_with_provider_bad_response_and_the_session_keeps
 
 
 def test_the_offline_model_uses_the_calculator_without_any_network(acme):
-    services.create_agent(tenant=acme.tenant, slug="demo", tools=["calculator"])
+    AgentFactory(tenant=acme.tenant, slug="demo", tools=["calculator"])
 
     turn = wait_for_turn(send(acme, "agent:demo:main", "what is 12*7?")["turn"]["id"])
 
@@ -73,7 +73,7 @@ def test_the_offline_model_uses_the_calculator_without_any_network(acme):
 
 
 def test_the_offline_model_remembers_with_session_memory(acme):
-    services.create_agent(tenant=acme.tenant, slug="demo", tools=["session_memory"])
+    AgentFactory(tenant=acme.tenant, slug="demo", tools=["session_memory"])
 
     send(acme, "agent:demo:main", "Remember my name is Ada")
     turn = wait_for_turn(send(acme, "agent:demo:main", "What is my name?")["turn"]["id"])
@@ -83,7 +83,7 @@ def test_the_offline_model_remembers_with_session_memory(acme):
 
 
 def test_the_chat_command_prints_the_streamed_reply_and_the_tool_calls(acme, capsys):
-    services.create_agent(tenant=acme.tenant, slug="demo", tools=["calculator"])
+    AgentFactory(tenant=acme.tenant, slug="demo", tools=["calculator"])
 
     call_command(
         "chat", "agent:demo:cli", "calculate (2+3)*4", "--tenant", "acme", "--timeout", "30"
@@ -95,8 +95,8 @@ def test_the_chat_command_prints_the_streamed_reply_and_the_tool_calls(acme, cap
 
 
 def test_the_offline_model_delegates_to_another_agent_when_asked(acme):
-    services.create_agent(tenant=acme.tenant, slug="assistant", tools=["calculator"])
-    services.create_agent(tenant=acme.tenant, slug="boss", tools=["spawn_agent"])
+    AgentFactory(tenant=acme.tenant, slug="assistant", tools=["calculator"])
+    AgentFactory(tenant=acme.tenant, slug="boss", tools=["spawn_agent"])
 
     sent = send(acme, "agent:boss:main", "Ask assistant: What is 12*7?")
     turn = wait_for_turn(sent["turn"]["id"], timeout=60)
