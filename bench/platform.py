@@ -191,7 +191,7 @@ class Platform:
             return
         self.stop_model()
         argv = python(
-            *f"-m agents.providers.fake_server --port {self.model_port} --latency {latency}".split()
+            *f"-m testing.fake_model --port {self.model_port} --latency {latency}".split()
         )
         self.model = Child("model", argv, self.env, self.log_dir)
         self.model_latency = latency

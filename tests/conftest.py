@@ -19,8 +19,10 @@ from rest_framework.test import APIClient
 
 from beamclaw.celery import app as celery_app
 from beamclaw.redis import broker_key_prefix
-from tenants.services import create_tenant, issue_api_key
+from testing.fake_chat import FakeChannelApi
+from testing.fake_model import FakeModelServer
 
+from .factories import ApiKeyFactory, TenantFactory
 from .support import (
     Process,
     make_agent,
@@ -135,8 +137,6 @@ PLATFORM_OPENAI_KEY = "sk-platform-only"
 def platform_model():
     """The platform's own OpenAI-compatible endpoint (the workers' OPENAI_BASE_URL, with
     PLATFORM_OPENAI_KEY), apart from the servers tenants point at."""
-    from agents.providers.fake_server import FakeModelServer
-
     server = FakeModelServer().start()
     yield server
     server.stop()
@@ -162,7 +162,7 @@ def platform_env(
         DEBUG="1",
         LOG_LEVEL="WARNING",
     )
-    # Workers post channel replies to the fake Slack/Discord API (tests/agents/test_channels).
+    # Workers post channel replies to the fake Slack/Discord API (tests/agents/channels).
     env.update(
         SLACK_API_BASE_URL=channel_api_server.slack_url,
         DISCORD_API_BASE_URL=channel_api_server.discord_url,
@@ -234,8 +234,6 @@ def web(platform_env, log_dir) -> str:
 @pytest.fixture(scope="session")
 def fake_model():
     """The scripted model server (OpenAI and Anthropic wire formats) on loopback."""
-    from agents.providers.fake_server import FakeModelServer
-
     server = FakeModelServer().start()
     yield server
     server.stop()
@@ -249,8 +247,8 @@ def model(fake_model):
 
 class TenantFixture:
     def __init__(self, slug: str):
-        self.tenant = create_tenant(slug=slug, name=slug.title())
-        self.key = issue_api_key(tenant=self.tenant, name="test").secret
+        self.tenant = TenantFactory(slug=slug, name=slug.title())
+        self.key = ApiKeyFactory(tenant=self.tenant, name="test").secret
         self.client = APIClient()
         self.client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.key}")
 
@@ -308,9 +306,7 @@ def start_beat(env: dict[str, str], log_dir: Path, name: str = "beat") -> Proces
 
 @pytest.fixture(scope="session")
 def channel_api_server():
-    """The fake Slack Web API and Discord API on loopback (agents.channels.fake_api)."""
-    from agents.channels.fake_api import FakeChannelApi
-
+    """The fake Slack Web API and Discord API on loopback (testing.fake_chat)."""
     server = FakeChannelApi().start()
     yield server
     server.stop()

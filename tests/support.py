@@ -15,8 +15,8 @@ from typing import TypeVar
 import httpx
 from django.db import connection
 
-from agents import services
 from agents.models import FINAL_STATUSES, Message, Turn
+from tests.factories import AgentFactory, ProviderCredentialFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -129,11 +129,11 @@ def start_web(env: dict[str, str], log_dir: Path, name: str = "web") -> tuple[Pr
 
 
 def make_agent(tenant, model_server, slug: str = "ops", **fields):
-    services.set_provider_credential(
+    ProviderCredentialFactory(
         tenant=tenant, provider="openai", api_key="sk-test", base_url=model_server.url_openai
     )
     defaults = {"provider": "openai", "model": "fake-1", "system_prompt": "You are a test."}
-    return services.create_agent(tenant=tenant, slug=slug, **{**defaults, **fields})
+    return AgentFactory(tenant=tenant, slug=slug, **{**defaults, **fields})
 
 
 def send(tenant_fixture, key: str, content: str, **extra):

@@ -11,7 +11,7 @@ import pytest
 from agents.models import Turn
 from agents.runtime import events as turn_events
 from beamclaw.redis import get_redis
-from tests.agents.test_live_events import stream_turn
+from tests.agents.api.test_live_events import stream_turn
 from tests.support import send, wait_for_turn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]

@@ -11,11 +11,11 @@ from django.utils import timezone
 
 from agents import services
 from agents.models import Turn
-from agents.providers.fake_server import default_reply
 from agents.runtime.loop import run_session
 from beamclaw import telemetry
 from tenants import metering
 from tenants.models import UsageRecord
+from testing.fake_model import default_reply
 from tests.support import make_agent, send, wait_for_turn
 
 

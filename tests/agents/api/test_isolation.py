@@ -2,20 +2,18 @@
 
 import pytest
 
-from agents import services
 from agents.models import Agent, Session, Turn
 from beamclaw.telemetry import emit
+from tests.factories import AgentFactory, TurnFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def globex_objects(globex):
-    agent = services.create_agent(tenant=globex.tenant, slug="secret")
-    submission = services.submit_message(
-        tenant=globex.tenant, session_key="agent:secret:main", content="classified"
-    )
-    return agent, submission.turn.session, submission.turn
+    agent = AgentFactory(tenant=globex.tenant, slug="secret")
+    turn = TurnFactory(tenant=globex.tenant, session_key="agent:secret:main", content="classified")
+    return agent, turn.session, turn
 
 
 def test_every_endpoint_answers_404_for_another_tenants_objects(acme, globex_objects):
@@ -48,8 +46,8 @@ def test_every_endpoint_answers_404_for_another_tenants_objects(acme, globex_obj
 
 
 def test_lists_only_show_the_callers_rows(acme, globex_objects):
-    services.create_agent(tenant=acme.tenant, slug="mine")
-    services.submit_message(tenant=acme.tenant, session_key="agent:mine:main", content="hi")
+    AgentFactory(tenant=acme.tenant, slug="mine")
+    TurnFactory(tenant=acme.tenant, session_key="agent:mine:main", content="hi")
 
     agent, _, turn = globex_objects
     emit(
@@ -79,7 +77,7 @@ def test_lists_only_show_the_callers_rows(acme, globex_objects):
 
 
 def test_the_same_session_key_in_two_tenants_is_two_sessions(acme, globex_objects):
-    services.create_agent(tenant=acme.tenant, slug="secret")
+    AgentFactory(tenant=acme.tenant, slug="secret")
 
     response = acme.client.post(
         "/api/v1/sessions/agent:secret:main/messages", {"content": "mine"}, format="json"

@@ -21,6 +21,7 @@ from agents.models import CronJob, CronRun, Turn
 from agents.tasks import fire_cron_job
 from tenants.services import set_limits
 from tests.conftest import start_beat
+from tests.factories import AgentFactory, TurnFactory
 from tests.support import conversation, wait_for_turn, wait_until
 
 
@@ -162,7 +163,7 @@ def test_run_now_sends_the_message_to_the_fixed_session_and_the_turn_succeeds(ac
 
 @pytest.fixture
 def ops(acme):
-    return services.create_agent(tenant=acme.tenant, slug="ops")
+    return AgentFactory(tenant=acme.tenant, slug="ops")
 
 
 @pytest.mark.django_db
@@ -185,7 +186,7 @@ def test_a_job_whose_agent_was_deleted_records_a_skipped_run_and_starts_no_turn(
 ):
     job = create_job(acme, session_key="agent:ops:main")
     if with_sessions:  # the agent's row stays, marked deleted
-        services.submit_message(tenant=acme.tenant, session_key="agent:ops:other", content="hi")
+        TurnFactory(tenant=acme.tenant, session_key="agent:ops:other", content="hi")
     turns_before = Turn.objects.count()
     services.delete_agent(agent=ops)
 
@@ -332,7 +333,7 @@ def test_a_tenant_past_its_cron_job_limit_gets_a_400_until_it_deletes_one(acme, 
     assert error["details"] == {"max_cron_jobs": 2}
     assert CronJob.objects.filter(tenant=acme.tenant).count() == 2
     # Another tenant's jobs are its own business.
-    services.create_agent(tenant=globex.tenant, slug="ops")
+    AgentFactory(tenant=globex.tenant, slug="ops")
     create_job(globex)
 
     assert acme.client.delete(f"/api/v1/cron-jobs/{first['id']}").status_code == 204
@@ -473,9 +474,9 @@ def test_interval_next_runs_count_from_the_last_scheduled_run(acme, ops):
 
 @pytest.mark.django_db
 def test_another_tenants_cron_jobs_are_404_and_never_listed(acme, globex):
-    services.create_agent(tenant=globex.tenant, slug="secret")
+    AgentFactory(tenant=globex.tenant, slug="secret")
     theirs = create_job(globex, agent="secret", message="classified")
-    services.create_agent(tenant=acme.tenant, slug="ops")
+    AgentFactory(tenant=acme.tenant, slug="ops")
     base = f"/api/v1/cron-jobs/{theirs['id']}"
     calls = [
         ("get", base),

@@ -1,23 +1,18 @@
 """The session lease: a late renewal by the keeper thread never revives a released lease."""
 
-import uuid
-
 import pytest
 
-from agents import services
 from agents.runtime.lease import Lease
 from beamclaw.redis import get_redis
-from tenants.models import Tenant
+from tests.factories import AgentFactory, TurnFactory, UnconsumedTenantFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def test_a_renewal_landing_after_the_release_does_not_take_the_session_back():
-    tenant = Tenant.objects.create(slug=f"lease-{uuid.uuid4().hex[:8]}", name="Lease")
-    services.create_agent(tenant=tenant, slug="ops")
-    session_id = services.submit_message(
-        tenant=tenant, session_key="agent:ops:main", content="hi"
-    ).turn.session_id
+    tenant = UnconsumedTenantFactory(name="Lease")
+    AgentFactory(tenant=tenant, slug="ops")
+    session_id = TurnFactory(tenant=tenant, session_key="agent:ops:main", content="hi").session_id
     lease = Lease(tenant.pk, session_id)
     assert lease.acquire()
 

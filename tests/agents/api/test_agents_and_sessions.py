@@ -2,8 +2,8 @@
 
 import pytest
 
-from agents import services
 from agents.models import ProviderCredential, Turn
+from tests.factories import AgentFactory, TurnFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,7 @@ def test_agents_are_created_read_updated_and_listed_with_cursor_pages(acme):
 
 
 def test_an_agent_slug_cannot_be_changed(acme):
-    services.create_agent(tenant=acme.tenant, slug="ops")
+    AgentFactory(tenant=acme.tenant, slug="ops")
     response = acme.client.patch("/api/v1/agents/ops", {"slug": "other"}, format="json")
     assert response.status_code == 200
     assert response.json()["slug"] == "ops"
@@ -56,9 +56,9 @@ def test_provider_keys_are_write_only_and_encrypted_at_rest(acme):
 
 
 def test_the_session_list_shows_and_filters_which_sessions_have_a_turn_in_progress(acme):
-    services.create_agent(tenant=acme.tenant, slug="ops")
-    services.submit_message(tenant=acme.tenant, session_key="agent:ops:busy", content="hi")
-    services.submit_message(tenant=acme.tenant, session_key="agent:ops:done", content="hi")
+    AgentFactory(tenant=acme.tenant, slug="ops")
+    TurnFactory(tenant=acme.tenant, session_key="agent:ops:busy", content="hi")
+    TurnFactory(tenant=acme.tenant, session_key="agent:ops:done", content="hi")
     Turn.objects.filter(session__key="agent:ops:done").update(status="succeeded")
     sessions = acme.client.get("/api/v1/sessions")
 
@@ -75,10 +75,10 @@ def test_the_session_list_shows_and_filters_which_sessions_have_a_turn_in_progre
 
 
 def test_sessions_are_listed_filtered_reset_and_deleted(acme):
-    services.create_agent(tenant=acme.tenant, slug="ops")
-    services.create_agent(tenant=acme.tenant, slug="dev")
-    services.submit_message(tenant=acme.tenant, session_key="agent:ops:one", content="hi")
-    services.submit_message(tenant=acme.tenant, session_key="agent:dev:two", content="hi")
+    AgentFactory(tenant=acme.tenant, slug="ops")
+    AgentFactory(tenant=acme.tenant, slug="dev")
+    TurnFactory(tenant=acme.tenant, session_key="agent:ops:one", content="hi")
+    TurnFactory(tenant=acme.tenant, session_key="agent:dev:two", content="hi")
 
     by_agent = acme.client.get("/api/v1/sessions?agent=dev").json()["results"]
     assert [s["key"] for s in by_agent] == ["agent:dev:two"]

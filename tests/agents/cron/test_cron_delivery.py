@@ -16,26 +16,16 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from nacl.signing import SigningKey
 
-from agents import services
-from agents.channels import bindings
-from agents.channels.fake_api import FakeChannelApi, Request
 from agents.models import ChannelDelivery, CronJob, CronRun
+from tests.agents.channels.webhooks import is_slack_post
 from tests.conftest import start_beat
+from tests.factories import AgentFactory, ChannelBindingFactory
 from tests.support import wait_for_turn, wait_until
 
 SLACK_TOKEN = "xoxb-cron-bot-token"
 DISCORD_TOKEN = "discord-cron-bot-token"
 DISCORD_CHANNEL = "1180000000000000001"
 LONG_ANSWER = "\n\n".join(f"Paragraph {i}. " + " ".join(["word"] * 150) for i in range(8))
-
-
-@pytest.fixture
-def channel_api(channel_api_server, settings) -> FakeChannelApi:
-    """The session's fake Slack/Discord API, emptied; this process posts to it too."""
-    channel_api_server.reset()
-    settings.SLACK_API_BASE_URL = channel_api_server.slack_url
-    settings.DISCORD_API_BASE_URL = channel_api_server.discord_url
-    return channel_api_server
 
 
 @pytest.fixture
@@ -47,7 +37,7 @@ def beat(platform_env, log_dir, transactional_db):
 
 @pytest.fixture
 def slack(acme, agent):
-    return bindings.create_binding(
+    return ChannelBindingFactory(
         tenant=acme.tenant,
         kind="slack",
         agent="ops",
@@ -59,7 +49,7 @@ def slack(acme, agent):
 
 @pytest.fixture
 def discord(acme, agent):
-    return bindings.create_binding(
+    return ChannelBindingFactory(
         tenant=acme.tenant,
         kind="discord",
         agent="ops",
@@ -80,10 +70,6 @@ def run_now(tenant_fixture, job: dict) -> dict:
     response = tenant_fixture.client.post(f"/api/v1/cron-jobs/{job['id']}/run")
     assert response.status_code == 202, response.json()
     return response.json()
-
-
-def is_slack_post(request: Request) -> bool:
-    return request.api == "slack" and request.path == "/chat.postMessage"
 
 
 def run_history(tenant_fixture, job: dict) -> list[dict]:
@@ -223,8 +209,8 @@ def test_a_refused_post_shows_as_failed_in_the_run_history(acme, slack, channel_
 def test_a_delivery_to_another_tenants_binding_is_refused_and_nothing_is_stored(
     acme, globex, agent
 ):
-    services.create_agent(tenant=globex.tenant, slug="ops")
-    theirs = bindings.create_binding(
+    AgentFactory(tenant=globex.tenant, slug="ops")
+    theirs = ChannelBindingFactory(
         tenant=globex.tenant,
         kind="slack",
         agent="ops",
@@ -273,7 +259,7 @@ def test_a_delivery_to_another_tenants_binding_is_refused_and_nothing_is_stored(
 
 @pytest.fixture
 def tokenless(acme, agent):
-    return bindings.create_binding(
+    return ChannelBindingFactory(
         tenant=acme.tenant, kind="slack", agent="ops", signing_secret="s", bot_token=""
     )
 
@@ -351,8 +337,8 @@ def test_the_delivery_shapes_are_in_the_schema():
 def test_the_admin_checks_a_delivery_like_the_api_and_shows_how_runs_posted(
     acme, globex, slack, admin_client
 ):
-    services.create_agent(tenant=globex.tenant, slug="ops")
-    theirs = bindings.create_binding(
+    AgentFactory(tenant=globex.tenant, slug="ops")
+    theirs = ChannelBindingFactory(
         tenant=globex.tenant, kind="slack", agent="ops", signing_secret="s", bot_token="xoxb-g"
     )
     form = {

@@ -9,9 +9,9 @@ import time
 import httpx
 import pytest
 
-from agents import services
 from agents.models import ProviderCredential
 from tests.conftest import PLATFORM_OPENAI_KEY
+from tests.factories import AgentFactory, ProviderCredentialFactory
 from tests.support import send, wait_for_turn
 
 
@@ -99,7 +99,7 @@ def test_the_platform_key_never_goes_to_a_tenant_base_url(acme, model, platform_
     ProviderCredential.objects.create(
         tenant=acme.tenant, provider="openai", base_url=model.url_openai
     )
-    services.create_agent(tenant=acme.tenant, slug="ops", provider="openai", model="m")
+    AgentFactory(tenant=acme.tenant, slug="ops", provider="openai", model="m")
     platform_model.reset()
 
     turn = wait_for_turn(send(acme, "agent:ops:main", "hello")["turn"]["id"])
@@ -113,10 +113,10 @@ def test_the_platform_key_never_goes_to_a_tenant_base_url(acme, model, platform_
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("worker")
 def test_a_tenant_key_goes_to_the_tenant_base_url_and_nowhere_else(acme, model, platform_model):
-    services.set_provider_credential(
+    ProviderCredentialFactory(
         tenant=acme.tenant, provider="openai", api_key="sk-mine", base_url=model.url_openai
     )
-    services.create_agent(tenant=acme.tenant, slug="ops", provider="openai", model="m")
+    AgentFactory(tenant=acme.tenant, slug="ops", provider="openai", model="m")
     platform_model.reset()
 
     turn = wait_for_turn(send(acme, "agent:ops:main", "hello")["turn"]["id"])
@@ -131,7 +131,7 @@ def test_a_tenant_key_goes_to_the_tenant_base_url_and_nowhere_else(acme, model, 
 def test_a_tenant_without_its_own_endpoint_uses_the_platforms_with_the_platform_key(
     acme, model, platform_model
 ):
-    services.create_agent(tenant=acme.tenant, slug="ops", provider="openai", model="m")
+    AgentFactory(tenant=acme.tenant, slug="ops", provider="openai", model="m")
     platform_model.reset()
 
     turn = wait_for_turn(send(acme, "agent:ops:main", "hello")["turn"]["id"])

@@ -1,6 +1,5 @@
 """The reaper re-sends the trigger of every turn whose Celery message may be lost."""
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -8,13 +7,16 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from agents import services
-from agents.channels import bindings
 from agents.models import ChannelDelivery, Turn
 from agents.runtime.lease import Lease
 from agents.runtime.reaper import reap_stale_turns
 from beamclaw.redis import broker_key_prefix
-from tenants.models import Tenant
+from tests.factories import (
+    AgentFactory,
+    ChannelBindingFactory,
+    TurnFactory,
+    UnconsumedTenantFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -22,13 +24,13 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def lonely():
     """A tenant no running worker consumes (created without the broadcast)."""
-    return Tenant.objects.create(slug=f"lonely-{uuid.uuid4().hex[:8]}", name="Lonely")
+    return UnconsumedTenantFactory(name="Lonely")
 
 
 def submit(tenant, key="agent:ops:main"):
     if not tenant.agents.exists():
-        services.create_agent(tenant=tenant, slug="ops")
-    return services.submit_message(tenant=tenant, session_key=key, content="hi").turn
+        AgentFactory(tenant=tenant, slug="ops")
+    return TurnFactory(tenant=tenant, session_key=key, content="hi")
 
 
 def test_a_turn_whose_trigger_could_not_be_sent_is_sent_by_the_reaper(lonely):
@@ -90,7 +92,7 @@ def test_an_overdue_channel_reply_is_re_sent_once_and_a_retry_not_yet_due_is_lef
 ):
     settings.TURN_REDISPATCH_AFTER_SECONDS = 30
     turns = [submit(lonely, f"agent:ops:s{i}") for i in range(4)]
-    binding = bindings.create_binding(
+    binding = ChannelBindingFactory(
         tenant=lonely, kind="slack", agent="ops", signing_secret="s" * 32, bot_token="xoxb-1"
     )
     now = timezone.now()

@@ -9,7 +9,7 @@ Messages, for tests and benchmarks: real HTTP, deterministic answers, recorded r
 A rule with `hold=threading.Event()` keeps its answers open in the middle until the test
 sets the event, so a test can look at the platform while a model call is under way.
 
-Run standalone for benchmarks: `python -m agents.providers.fake_server --port 0 --latency 0.5`.
+Run standalone for benchmarks: `python -m testing.fake_model --port 0 --latency 0.5`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Tool calls inside a turn, and what provider failures do to a turn and its session."""
+"""Tool calls inside a turn: results go back to the model, errors too, and a turn that
+never stops calling tools ends."""
 
 import pytest
 
 from agents.models import Message
-from tests.support import conversation, make_agent, send, wait_for_turn
+from tests.support import make_agent, send, wait_for_turn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
@@ -55,42 +56,6 @@ def test_a_tool_error_goes_back_to_the_model_and_the_turn_goes_on(acme, calc_age
     )
     assert tools[0].startswith("error: tool_error")
     assert tools[1].startswith("error: unknown_tool")
-
-
-def test_a_429_is_retried_and_the_turn_succeeds(acme, agent, model):
-    model.add_rule(match=r".*", status=429, headers={"Retry-After": "0"}, times=1)
-
-    turn = wait_for_turn(send(acme, "agent:ops:main", "hello")["turn"]["id"])
-
-    assert turn.status == "succeeded"
-    assert model.call_count == 2
-    assert conversation("agent:ops:main")[-1][2] == "echo: hello"
-
-
-def test_a_401_fails_the_turn_with_provider_auth_failed_and_the_next_turn_runs(acme, agent, model):
-    model.add_rule(match=r".*", status=401, times=1)
-
-    failed = wait_for_turn(send(acme, "agent:ops:main", "first")["turn"]["id"])
-    assert failed.status == "failed"
-    assert failed.error_code == "provider_auth_failed"
-    assert model.call_count == 1  # an auth failure is not retried
-
-    after = wait_for_turn(send(acme, "agent:ops:main", "second")["turn"]["id"])
-    assert after.status == "succeeded"
-    body = acme.client.get(f"/api/v1/turns/{failed.pk}").json()
-    assert body["error"]["code"] == "provider_auth_failed"
-
-
-def test_a_garbage_answer_fails_with_provider_bad_response_and_the_session_keeps_working(
-    acme, agent, model
-):
-    model.add_rule(match=r".*", body="<html>not json</html>", times=1)
-
-    failed = wait_for_turn(send(acme, "agent:ops:main", "first")["turn"]["id"])
-    after = wait_for_turn(send(acme, "agent:ops:main", "second")["turn"]["id"])
-
-    assert (failed.status, failed.error_code) == ("failed", "provider_bad_response")
-    assert after.status == "succeeded"
 
 
 def test_an_agent_that_never_stops_calling_tools_fails_after_max_iterations(

@@ -2,15 +2,15 @@
 
 import pytest
 
-from agents import services
 from agents.models import Message, Session, Turn
+from tests.factories import AgentFactory, TurnFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def ops(acme):
-    return services.create_agent(tenant=acme.tenant, slug="ops")
+    return AgentFactory(tenant=acme.tenant, slug="ops")
 
 
 def post(acme, key, body):
@@ -57,7 +57,7 @@ def test_content_over_the_size_limit_is_413(acme, ops, settings):
 
 
 def test_a_deleted_agent_takes_no_messages_but_its_history_stays(acme, ops):
-    services.submit_message(tenant=acme.tenant, session_key="agent:ops:main", content="hi")
+    TurnFactory(tenant=acme.tenant, session_key="agent:ops:main", content="hi")
 
     assert acme.client.delete("/api/v1/agents/ops").status_code == 204
 
@@ -145,11 +145,9 @@ BAD_EVENT_IDS = ["abc", "$", "1-", "-1", "1-0-0", "1-0x", "99999999999999999999-
     + [("", {"Last-Event-ID": bad}) for bad in BAD_EVENT_IDS],
 )
 def test_a_bad_last_event_id_is_a_400_on_both_event_streams(acme, ops, query, headers):
-    submission = services.submit_message(
-        tenant=acme.tenant, session_key="agent:ops:main", content="hi"
-    )
+    turn = TurnFactory(tenant=acme.tenant, session_key="agent:ops:main", content="hi")
     for path in (
-        f"/api/v1/turns/{submission.turn.pk}/events",
+        f"/api/v1/turns/{turn.pk}/events",
         "/api/v1/sessions/agent:ops:main/events",
     ):
         response = acme.client.get(path + query, headers=headers)

@@ -7,8 +7,6 @@ environment, see `platform_env`).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 
@@ -18,89 +16,24 @@ from django.test import Client
 from nacl.signing import SigningKey
 
 from agents.channels import bindings, delivery
-from agents.channels.fake_api import FakeChannelApi, Request
 from agents.models import ChannelBinding, ChannelDelivery, Turn
+from tests.agents.channels.webhooks import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    delivered,
+    is_slack_post,
+    post_discord,
+    post_slack,
+    slack_event,
+    slack_signature,
+    slash_command,
+)
 from tests.support import wait_for_turn, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
-SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-BOT_TOKEN = "xoxb-test-bot-token"
-
-
-@pytest.fixture
-def channel_api(channel_api_server, settings) -> FakeChannelApi:
-    """The session's fake Slack/Discord API, emptied; this process posts to it too."""
-    channel_api_server.reset()
-    settings.SLACK_API_BASE_URL = channel_api_server.slack_url
-    settings.DISCORD_API_BASE_URL = channel_api_server.discord_url
-    return channel_api_server
-
-
-def is_slack_post(request: Request) -> bool:
-    return request.api == "slack" and request.path == "/chat.postMessage"
-
-
-def delivered(turn: Turn) -> ChannelDelivery:
-    return wait_until(
-        lambda: ChannelDelivery.objects.filter(turn=turn, delivered_at__isnull=False).first(),
-        message=f"the answer of turn {turn.pk} to be delivered",
-    )
-
 
 # --- Slack ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def slack_binding(acme, agent):
-    return bindings.create_binding(
-        tenant=acme.tenant,
-        kind="slack",
-        agent="ops",
-        external_id="T1",
-        signing_secret=SIGNING_SECRET,
-        bot_token=BOT_TOKEN,
-    )
-
-
-def slack_event(
-    text: str = "<@UAPP> what's up?",
-    *,
-    event_id: str = "Ev1",
-    ts: str = "1700000000.000100",
-    kind: str = "app_mention",
-    **fields,
-) -> dict:
-    event = {"type": kind, "user": "U42", "text": text, "channel": "C1", "ts": ts, **fields}
-    return {
-        "type": "event_callback",
-        "team_id": "T1",
-        "api_app_id": "A1",
-        "event": event,
-        "event_id": event_id,
-        "event_time": int(time.time()),
-        "authorizations": [{"team_id": "T1", "user_id": "UAPP", "is_bot": True}],
-    }
-
-
-def slack_signature(body: bytes, timestamp: str, secret: str = SIGNING_SECRET) -> str:
-    base = f"v0:{timestamp}:".encode() + body
-    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-
-
-def post_slack(binding_id, payload: dict, *, secret: str = SIGNING_SECRET, **headers):
-    body = json.dumps(payload).encode()
-    timestamp = str(int(time.time()))
-    signed = {
-        "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": slack_signature(body, timestamp, secret),
-    }
-    return Client().post(
-        f"/hooks/slack/{binding_id}/events",
-        data=body,
-        content_type="application/json",
-        headers={**signed, **headers},
-    )
 
 
 def test_a_signed_mention_is_answered_in_its_thread_with_the_bot_token(slack_binding, channel_api):
@@ -421,56 +354,6 @@ def test_secrets_are_encrypted_at_rest(slack_binding):
 
 
 # --- Discord ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def discord_key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
-def discord_binding(acme, agent, discord_key):
-    return bindings.create_binding(
-        tenant=acme.tenant,
-        kind="discord",
-        agent="ops",
-        external_id="A1",
-        public_key=discord_key.verify_key.encode().hex(),
-        bot_token="discord-bot-token",
-    )
-
-
-def post_discord(binding_id, payload: dict, key: SigningKey, *, timestamp: str | None = None):
-    body = json.dumps(payload).encode()
-    timestamp = timestamp or str(int(time.time()))
-    signature = key.sign(timestamp.encode() + body).signature.hex()
-    return Client().post(
-        f"/hooks/discord/{binding_id}/interactions",
-        data=body,
-        content_type="application/json",
-        headers={"X-Signature-Ed25519": signature, "X-Signature-Timestamp": timestamp},
-    )
-
-
-def slash_command(text: str = "hello there", *, guild: str | None = "G1") -> dict:
-    payload = {
-        "type": 2,
-        "id": "I1",
-        "application_id": "A1",
-        "token": "interaction-token-1",
-        "channel_id": "C9",
-        "data": {
-            "id": "CMD1",
-            "name": "ask",
-            "type": 1,
-            "options": [{"name": "prompt", "type": 3, "value": text}],
-        },
-    }
-    if guild:
-        payload.update(guild_id=guild, member={"user": {"id": "U1"}})
-    else:
-        payload["user"] = {"id": "U1"}
-    return payload
 
 
 def test_ping_gets_pong(discord_binding, discord_key):
