@@ -49,14 +49,6 @@ def reap_stale_turns() -> dict:
     }
 
 
-@shared_task(name="agents.compute_capacity")
-def compute_capacity() -> dict:
-    """celery-beat runs this every CAPACITY_INTERVAL_SECONDS: the autoscaling signal."""
-    from agents import capacity
-
-    return capacity.compute()["by_shard"]
-
-
 @shared_task(name="agents.fire_cron_job")
 def fire_cron_job(*, tenant: str, cron_job_id: int) -> str | None:
     """celery-beat sends this when a CronJob is due (its PeriodicTask, kept by agents.cron.beat)."""

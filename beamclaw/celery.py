@@ -8,19 +8,15 @@ tasks) goes to the default `beamclaw` queue.
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 
 import click
-from celery import Celery, bootsteps, signals
+from celery import Celery
 
 from beamclaw.running_redis import use_running_redis
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beamclaw.settings")
 use_running_redis()  # `celery -A beamclaw ...` beside a running `make run` joins its Redis
-
-logger = logging.getLogger(__name__)
 
 
 class InstallationCelery(Celery):
@@ -122,71 +118,14 @@ def _apply_broker_settings(sender, source, **kwargs):
     source.update(broker_settings(source.broker_url))
 
 
+# Declared here, not in fleet: the command line is parsed before Django is set up. The
+# worker step that reads them is fleet.worker.WorkerOptions.
 app.user_options["worker"].add(
     click.Option(["--shard"], default=None, help="consume tenant shard k of N, e.g. 0/4")
 )
 app.user_options["worker"].add(
     click.Option(["--tenants"], default=None, help="dedicated worker: these tenant slugs only")
 )
-
-
-class WorkerOptions(bootsteps.Step):
-    """At worker start: runs the worker's system checks (beamclaw.checks), then reads
-    `--shard` / `--tenants` (or BEAMCLAW_WORKER_SHARD / _TENANTS)."""
-
-    def __init__(self, parent, shard: str | None = None, tenants: str | None = None, **options):
-        from django.core.checks import run_checks
-
-        from beamclaw import checks
-        from tenants import queues
-
-        pool = parent.pool_cls if isinstance(parent.pool_cls, str) else parent.pool_cls.__module__
-        checks.worker_options.update(pool=pool, autoscale=options.get("autoscale"))
-        serious = [m for m in run_checks(tags=[checks.WORKER_TAG]) if m.is_serious()]
-        if serious:
-            raise SystemExit("\n".join(f"{m.id}: {m.msg}\n  HINT: {m.hint}" for m in serious))
-        if shard or tenants:
-            queues.set_current_shard(queues.Shard.from_options(shard, tenants))
-        super().__init__(parent, **options)
-
-
-app.steps["worker"].add(WorkerOptions)
-# Each worker's entry in the registry (beamclaw.workers), renewed while it runs.
-app.steps["worker"].add("beamclaw.workers:Heartbeat")
-
-
-@signals.celeryd_after_setup.connect
-def consume_tenant_queues(sender, instance, conf, **kwargs):
-    """A starting worker subscribes to the queues of the tenants its shard owns."""
-    from tenants import queues
-
-    maps = queues.current_maps()
-    names = queues.tenant_queues_for(queues.current_shard, maps)
-    for queue in names:
-        instance.app.amqp.queues.select_add(queue)
-    queues.applied_epochs[:] = [m.epoch for m in maps]
-    logger.info("%s: consuming %d tenant queue(s)", queues.current_shard, len(names))
-
-
-@signals.worker_shutting_down.connect
-def hand_back_turns(sig=None, how=None, exitcode=None, **kwargs):
-    """On SIGTERM, running turns hand themselves back at their next step boundary.
-
-    Another worker continues them from their last saved step, so a worker stops in the
-    time of one model call, not of a whole turn. A call still in flight after
-    WORKER_SHUTDOWN_GRACE_SECONDS is abandoned: the process exits and the reaper
-    re-dispatches the turn (threads cannot be interrupted).
-    """
-    from django.conf import settings
-
-    from agents.runtime.loop import draining
-
-    draining.set()
-    grace = settings.WORKER_SHUTDOWN_GRACE_SECONDS
-    logger.warning("shutting down: handing running turns back (at most %.0f s)", grace)
-    watchdog = threading.Timer(grace, os._exit, args=(1,))
-    watchdog.daemon = True
-    watchdog.start()
 
 
 @app.task(name="beamclaw.ping", ignore_result=False)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import hmac
-import json
 import os
 import re
 import socket
@@ -207,63 +206,23 @@ class _OwnMetrics:
         return (metric for metric in self._files.collect() if metric.name.startswith(PREFIX))
 
 
-# The capacity report's figures per shard (agents.capacity), for an autoscaler.
-_CAPACITY_GAUGES = {
-    "desired_workers": ("beamclaw_desired_workers", "Workers the shard needs (stabilised)."),
-    "raw_desired_workers": (
-        "beamclaw_capacity_raw_desired_workers",
-        "Workers the shard needs this tick, before scale-down stabilisation.",
-    ),
-    "current_workers": ("beamclaw_capacity_current_workers", "Active workers of the shard."),
-    "runnable": ("beamclaw_capacity_runnable_turns", "Turns that could start now."),
-    "running": ("beamclaw_capacity_running_turns", "Turns running now."),
-    "parked": (
-        "beamclaw_capacity_parked_turns",
-        "Turns held back by their tenant's cap, budget or suspension (add no workers).",
-    ),
-    "arrival_rate": ("beamclaw_capacity_arrival_rate", "Turns submitted per second (1 min)."),
-    "service_seconds": ("beamclaw_capacity_service_seconds", "Mean seconds a turn runs."),
-    "oldest_runnable_age_seconds": (
-        "beamclaw_capacity_oldest_runnable_age_seconds",
-        "How long the oldest runnable turn has waited.",
-    ),
-    "ceiling_workers": (
-        "beamclaw_capacity_ceiling_workers",
-        "Most workers the provider's request limit can keep busy.",
-    ),
-}
+# Collectors that apps add when they start (their ready()), served with every scrape.
+_app_collectors: list[Any] = []
 
 
-class _CapacityMetrics:
-    """The last capacity report (kept in Redis by a beat task); nothing if there is none."""
-
-    def collect(self) -> Iterator[Metric]:
-        from prometheus_client.core import GaugeMetricFamily
-        from redis import RedisError
-
-        from beamclaw.redis import get_redis, key
-
-        try:
-            stored = get_redis().get(key("capacity", "report"))
-        except RedisError:
-            return
-        if not stored:
-            return
-        shards = json.loads(stored)["shards"]
-        for field, (name, documentation) in _CAPACITY_GAUGES.items():
-            gauge = GaugeMetricFamily(name, documentation, labels=["shard"])
-            for shard in shards:
-                if shard.get(field) is not None:
-                    gauge.add_metric([shard["shard"]], shard[field])
-            yield gauge
+def add_collector(collector: Any) -> None:
+    """Serve `collector`'s metrics (an object with collect()) at /metrics too."""
+    if collector not in _app_collectors:
+        _app_collectors.append(collector)
 
 
 def render() -> bytes:
-    """Every process's metrics, summed, and the capacity signal, in the Prometheus text
-    format."""
+    """Every process's metrics, summed, and the apps' own collectors (the capacity signal),
+    in the Prometheus text format."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_OwnMetrics(settings.PROMETHEUS_MULTIPROC_DIR))
-    registry.register(_CapacityMetrics())
+    for collector in _app_collectors:
+        registry.register(collector)
     return generate_latest(registry)
 
 

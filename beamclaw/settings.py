@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "beamclaw",
     "tenants",
     "agents",
+    "fleet",
     "marketplace",
 ]
 
@@ -329,7 +330,7 @@ TURN_REDISPATCH_AFTER_SECONDS = env_float("TURN_REDISPATCH_AFTER_SECONDS", 30.0)
 # On SIGTERM a worker hands its turns back at their next step boundary; a model or tool
 # call in flight is allowed this long to finish (the provider timeout bounds it anyway).
 WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 30.0)
-# Each worker renews its entry in the registry (beamclaw.workers) this often; an entry
+# Each worker renews its entry in the registry (fleet.registry) this often; an entry
 # lives three heartbeats, so a dead worker drops out of the list within that.
 WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 5.0)
 # Each worker checks this often that it consumes exactly its tenants' queues under the
@@ -351,7 +352,7 @@ STREAM_ACCESS_CHECK_SECONDS = env_float("STREAM_ACCESS_CHECK_SECONDS", 2.0)
 # Retry-After of a stream refused over a cap (streams end when clients leave: no schedule).
 STREAM_RETRY_AFTER_SECONDS = 5
 
-# --- Capacity: how many workers each shard needs (agents.capacity) -------------------------
+# --- Capacity: how many workers each shard needs (fleet.capacity) --------------------------
 # The hash shard count workers are started with (--shard k/N); the signal is per shard.
 WORKER_SHARDS = env_int("WORKER_SHARDS", 1)
 CAPACITY_INTERVAL_SECONDS = env_float("CAPACITY_INTERVAL_SECONDS", 5.0)

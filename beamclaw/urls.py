@@ -4,19 +4,17 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from beamclaw import health, metrics
 from beamclaw.api.index import ApiIndexView
-from beamclaw.api.ops import CapacityView, WorkerListView, workers_admin_view
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
-    path("admin/workers/", admin.site.admin_view(workers_admin_view), name="admin-workers"),
+    path("", include("fleet.urls")),  # the admin's workers page, before the admin's URLs
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", ApiIndexView.as_view(), name="api-index"),
-    path("api/v1/ops/workers", WorkerListView.as_view(), name="ops-workers"),
-    path("api/v1/ops/capacity", CapacityView.as_view(), name="ops-capacity"),
+    path("api/v1/ops/", include("fleet.api.urls")),
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),
     path("hooks/", include("agents.channels.api.urls")),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from beamclaw.celery import app as celery_app
 from beamclaw.celery import is_amqp
+from fleet.worker_command import worker_command
 
 from .measure import pids_named, process_tree
 
@@ -246,10 +247,7 @@ class Platform:
         names = []
         for index in range(1, count + 1):
             name = f"worker{self._generation}-{index}"
-            argv = python(
-                *f"-m celery -A beamclaw worker -P threads -c {threads} -Q beamclaw "
-                f"--without-gossip --without-mingle -l warning -n bench-{name}@%h".split()
-            )
+            argv = worker_command(f"bench-{name}@%h", concurrency=threads, log_level="warning")
             self.workers.append(Child(name, argv, {**self.env, **(env or {})}, self.log_dir))
             names.append(f"bench-{name}@{NODE}")
 

@@ -44,21 +44,6 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TEST_REDIS_DB = 15
 PYTHON = sys.executable
 
-WORKER_ARGS = [
-    "worker",
-    "-P",
-    "threads",
-    "-c",
-    "8",
-    "-Q",
-    "beamclaw",
-    "-E",
-    "--without-gossip",
-    "--without-mingle",
-    "-l",
-    "info",
-]
-
 
 class DevError(Exception):
     """A problem the developer can fix; printed without a traceback."""
@@ -446,7 +431,7 @@ def cmd_run(args: list[str]) -> int:
     web_address = ["--host", "127.0.0.1", "--port", str(port)]
     processes = {
         "web": [PYTHON, "-m", "uvicorn", "beamclaw.asgi:application", *web_address],
-        # Worker processes that follow the load (beamclaw/supervisor.py); 2 cores: at most 2.
+        # Worker processes that follow the load (fleet/supervisor.py); 2 cores: at most 2.
         "worker": [PYTHON, "manage.py", "workers", "--min", "1", "--max", "2"],
         "beat": [*celery, "beat", "-l", "info"],
         "flower": [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"],
@@ -545,11 +530,15 @@ def cmd_worker(args: list[str]) -> int:
                 "a private Redis when there is none) or set REDIS_URL."
             )
         step(f"Redis: using {url}")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from fleet.worker_command import worker_command  # imports no Django settings
+
     # A node name of its own, so it does not clash with the worker `make run` started.
-    celery = ["celery", "-A", "beamclaw", *WORKER_ARGS, "-n", f"worker{os.getpid()}@%h", *args]
-    step(shlex.join(celery))
+    argv = worker_command(f"worker{os.getpid()}@%h", task_events=True, extra_args=args)
+    step(shlex.join(argv[2:]))  # as `celery -A beamclaw worker ...`
     os.chdir(ROOT)
-    os.execve(PYTHON, [PYTHON, "-m", *celery], child_env(url))
+    os.execve(PYTHON, argv, child_env(url))
 
 
 def cmd_clean(args: list[str]) -> int:

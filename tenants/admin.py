@@ -9,9 +9,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .models import ApiKey, ShardMap, Tenant, UsageRecord
+from .models import ApiKey, Tenant, UsageRecord
 from .selectors import usage_totals
 from .services import issue_api_key, revoke_api_key
+from .signals import tenant_created
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -89,9 +90,7 @@ class TenantAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if not change:
-            from .queues import announce_tenant_queue
-
-            announce_tenant_queue(obj.slug, dedicated=obj.dedicated_workers)
+            tenant_created.send(sender=Tenant, tenant=obj)
 
 
 @admin.register(ApiKey)
@@ -148,21 +147,4 @@ class UsageRecordAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
-@admin.register(ShardMap)
-class ShardMapAdmin(admin.ModelAdmin):
-    """Read-only: a map changes with `manage.py reshard`, which moves queues without a gap."""
-
-    list_display = ["epoch", "shard_count", "status", "pins", "note", "created_at", "activated_at"]
-    list_filter = ["status"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
         return False

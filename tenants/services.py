@@ -14,7 +14,7 @@ from django.utils import timezone
 from beamclaw.errors import DomainError
 
 from .models import ApiKey, Tenant
-from .queues import announce_tenant_queue
+from .signals import tenant_created
 
 KEY_PREFIX = "bc"
 # last_used_at is written at most this often per key, so auth stays read-only on the hot path.
@@ -40,14 +40,12 @@ class IssuedKey:
 
 
 def create_tenant(*, slug: str, name: str = "", **limits: int) -> Tenant:
-    """Create a tenant and tell running workers to consume its queue."""
+    """Create a tenant and tell running workers to consume its queue (tenant_created)."""
     tenant = Tenant(slug=slug, name=name or slug, **limits)
     tenant.full_clean()
     with transaction.atomic():
         tenant.save()
-        transaction.on_commit(
-            lambda: announce_tenant_queue(tenant.slug, dedicated=tenant.dedicated_workers)
-        )
+        transaction.on_commit(lambda: tenant_created.send(sender=Tenant, tenant=tenant))
     return tenant
 
 

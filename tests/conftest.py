@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 
 from beamclaw.celery import app as celery_app
 from beamclaw.redis import broker_key_prefix
+from fleet.worker_command import worker_command
 from testing.fake_chat import FakeChannelApi
 from testing.fake_model import FakeModelServer
 
@@ -176,23 +177,7 @@ def platform_env(
     return env
 
 
-WORKER_ARGS = [
-    "-m",
-    "celery",
-    "-A",
-    "beamclaw",
-    "worker",
-    "-P",
-    "threads",
-    "-c",
-    "8",
-    "-Q",
-    "beamclaw",
-    "--without-gossip",
-    "--without-mingle",
-    "-l",
-    "warning",
-]
+TEST_WORKER_LOG_LEVEL = "warning"
 
 
 def start_worker(
@@ -201,7 +186,7 @@ def start_worker(
     """A real worker process; returns once it answers a ping."""
     worker = Process(
         name,
-        python(*WORKER_ARGS, "-n", f"{name}@%h", *(extra or [])),
+        worker_command(f"{name}@%h", log_level=TEST_WORKER_LOG_LEVEL, extra_args=extra or ()),
         env,
         log_dir,
     )

@@ -23,11 +23,12 @@ from kombu import Connection
 from kombu.pidbox import Mailbox
 
 from beamclaw.celery import tenant_queue
+from fleet.worker_command import worker_command
 from tenants.models import Tenant
 from tenants.services import create_tenant, issue_api_key
 
-from .conftest import WORKER_ARGS
-from .support import Process, free_port, make_agent, python, start_web, wait_until
+from .conftest import TEST_WORKER_LOG_LEVEL
+from .support import Process, free_port, make_agent, start_web, wait_until
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
@@ -77,10 +78,13 @@ class RabbitRun:
     def start_worker(self, tenants: list[str]) -> Process:
         """A worker dedicated to these tenants (so other runs' announcements pass it by),
         consuming a default queue of its own instead of `beamclaw`."""
-        argv = list(WORKER_ARGS)
-        argv[argv.index("-Q") + 1] = self.default_queue
-        argv += ["-n", f"amqp-{self.id}@%h", "--tenants", ",".join(tenants)]
-        worker = Process(f"worker-amqp-{self.id}", python(*argv), self.env, self.log_dir)
+        argv = worker_command(
+            f"amqp-{self.id}@%h",
+            log_level=TEST_WORKER_LOG_LEVEL,
+            default_queue=self.default_queue,
+            tenants=",".join(tenants),
+        )
+        worker = Process(f"worker-amqp-{self.id}", argv, self.env, self.log_dir)
         self.processes.append(worker)
 
         def consuming() -> bool:

@@ -4,8 +4,8 @@ from django.conf import settings
 
 from beamclaw.celery import app, ping
 from beamclaw.redis import broker_key_prefix
+from fleet.queues import announce_tenant_queue
 from tenants.models import Tenant
-from tenants.queues import announce_tenant_queue
 from tests.support import wait_until
 
 

@@ -6,9 +6,10 @@ import logging
 import pytest
 from django.apps import apps
 
-from beamclaw import event_log, metrics, telemetry, workers
+from beamclaw import event_log, metrics, telemetry
 from beamclaw.logging import JsonFormatter
 from beamclaw.telemetry import emit
+from fleet import registry
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +45,7 @@ def test_only_metrics_and_logs_are_registered_once_at_startup():
     handlers = {event: list(found) for event, found in telemetry._handlers.items() if found}
     assert handlers == {
         telemetry.ALL: [metrics.observe, event_log.log_event],
-        "provider.call": [workers._call_finished],
+        "provider.call": [registry._call_finished],
     }
 
 

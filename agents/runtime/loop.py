@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -44,7 +43,7 @@ from beamclaw.telemetry import emit
 from tenants import limits, metering
 from tenants.models import UsageRecord
 
-from . import children, events, fenced
+from . import children, events, fenced, handover
 from .cancellation import cancel_key
 from .context import build_context, estimate_tokens, load_history, tokens_for_chars
 from .dispatch import dispatch_reply, dispatch_session
@@ -87,11 +86,6 @@ class WaitForChildren(Exception):
     """The turn waits (status `waiting`, no thread held) for the sub-agents it started."""
 
 
-# Set when this worker process is shutting down: turns hand themselves back at their
-# next step boundary instead of running to the end (see beamclaw.celery).
-draining = threading.Event()
-
-
 @dataclass
 class TurnRun:
     turn: Turn
@@ -125,7 +119,7 @@ class TurnRun:
 
 def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
     """Run the session's runnable turns in order while holding its lease."""
-    if draining.is_set():
+    if handover.should_hand_over():
         # This worker is stopping: pass the trigger on. Held as an ETA message, it goes
         # back to the queue with the other reserved ones when this worker exits.
         dispatch_session(tenant_slug, session_id, countdown=1)
@@ -344,7 +338,7 @@ def _check_boundary(run: TurnRun, *, hand_back: bool = True) -> None:
         reason = None
     if reason:
         raise StopTurn(TurnStatus.CANCELLED, reason, f"The turn was {reason}.")
-    if hand_back and draining.is_set():
+    if hand_back and handover.should_hand_over():
         raise ParkTurn(0, "handed back by a worker shutting down")
     if time.monotonic() > run.deadline:
         raise _turn_timeout(run)

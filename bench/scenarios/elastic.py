@@ -21,7 +21,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from agents.models import MessageRole, Turn, TurnStatus
-from beamclaw.workers import list_workers
+from fleet.registry import list_workers
 
 from ..context import Bench, BenchTenant
 from ..load import Api, Job, Outcome, Progress, run_paced

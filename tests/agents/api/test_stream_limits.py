@@ -20,7 +20,7 @@ from agents.models import Turn
 from tenants.models import ApiKey
 from tenants.services import revoke_api_key, set_limits
 from tenants.stream_slots import key_of as stream_slots_key
-from tests.supervision.conftest import RedisServer
+from tests.fleet.conftest import RedisServer
 from tests.support import make_agent, send, start_web, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]

@@ -12,7 +12,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from beamclaw import workers
+from fleet import drain, registry
 
 
 class Command(BaseCommand):
@@ -34,13 +34,13 @@ class Command(BaseCommand):
         if sum(x is not None and x is not False for x in (worker, shard, all or None)) != 1:
             raise CommandError("name one worker, or --shard k, or --all")
         timeout = timeout if timeout is not None else settings.WORKER_SHUTDOWN_GRACE_SECONDS + 10
-        entries = workers.pick_targets(workers.list_workers(), hostname=worker, shard=shard)
+        entries = drain.pick_targets(registry.list_workers(), hostname=worker, shard=shard)
         if not entries:
             raise CommandError("no running worker matches (see GET /api/v1/ops/workers)")
-        targets = [workers.DrainTarget(e["hostname"], workers.running_turns(e)) for e in entries]
+        targets = [drain.DrainTarget(e["hostname"], drain.running_turns(e)) for e in entries]
         hostnames = [t.hostname for t in targets]
         started = time.monotonic()
-        answers = workers.send_drain(hostnames)
+        answers = drain.send_drain(hostnames)
         for target in targets:
             answer = answers.get(target.hostname, "no answer (it may already be stopping)")
             self.stdout.write(
@@ -49,14 +49,14 @@ class Command(BaseCommand):
         pending = set(hostnames)
         deadline = started + timeout
         while pending and time.monotonic() < deadline:
-            pending = {name for name in pending if not workers.worker_gone(name)}
+            pending = {name for name in pending if not drain.worker_gone(name)}
             if pending:
                 time.sleep(0.2)  # polling the registry and a ping
         for target in targets:
             state = "still running" if target.hostname in pending else "gone"
             took = time.monotonic() - started
             self.stdout.write(f"{target.hostname}: {state} after {took:.1f} s")
-            for fate in workers.turn_fates(target.turn_ids):
+            for fate in drain.turn_fates(target.turn_ids):
                 self.stdout.write(
                     f"  turn {fate.turn_id} ({fate.session_key}): {fate.outcome} — {fate.detail}"
                 )

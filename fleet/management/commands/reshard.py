@@ -1,12 +1,12 @@
 """`manage.py reshard --shards N [--pin tenant=k ...]`: move tenant queues between
-worker shards while everything runs (make-before-break); see tenants/resharding.py."""
+worker shards while everything runs (make-before-break); see fleet/resharding.py."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tenants import resharding
-from tenants.models import ShardMap, ShardMapStatus
+from fleet import resharding
+from fleet.models import ShardMap, ShardMapStatus
 
 
 def _pin(text: str) -> tuple[str, int]:

@@ -1,5 +1,5 @@
 """`manage.py workers --min 1 --max 4 --concurrency 8 [--shard k/N]`: run as many worker
-processes as the load needs on this machine (see beamclaw/supervisor.py)."""
+processes as the load needs on this machine (see fleet/supervisor.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from beamclaw.supervisor import Supervisor
-from tenants.queues import parse_shard
+from fleet.shards import parse_shard
+from fleet.supervisor import Supervisor
 
 
 class Command(BaseCommand):

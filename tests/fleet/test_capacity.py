@@ -10,10 +10,10 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from agents import capacity
-from agents.capacity import Policy, ShardLoad, decide, stabilise
 from agents.models import Session, Turn, TurnStatus
 from beamclaw.redis import get_redis
+from fleet import capacity
+from fleet.capacity import Policy, ShardLoad, decide, stabilise
 from tenants.services import create_tenant
 from tests.support import make_agent
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from beamclaw.supervisor import Supervisor, set_fixed_target, supervisors_of, workers_for
+from fleet.supervisor import Supervisor, set_fixed_target, supervisors_of, workers_for
 
 
 class Command(BaseCommand):

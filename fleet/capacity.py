@@ -41,8 +41,11 @@ from django.utils import timezone
 from agents.models import Turn, TurnStatus
 from beamclaw.redis import get_redis, key
 from tenants import limits
-from tenants.models import ShardMap, ShardMapStatus, Tenant
-from tenants.queues import shard_index
+from tenants.models import Tenant
+
+from .models import ShardMap, ShardMapStatus
+from .registry import list_workers
+from .shards import shard_index
 
 SERVICE_SAMPLE = 500  # finished turns the service time is the mean of
 SERVICE_WINDOW_SECONDS = 600
@@ -256,7 +259,7 @@ def _add_service_times(shards: dict[str, ShardLoad], tenants: dict, shard_map, n
 # --- The report ---------------------------------------------------------------------------
 
 
-def _report_key() -> str:
+def report_key() -> str:
     return key("capacity", "report")
 
 
@@ -266,7 +269,6 @@ def _history_key(shard: str) -> str:
 
 def compute(policy: Policy | None = None) -> dict:
     """Measure, decide and stabilise every shard; store and return the report."""
-    from beamclaw.workers import list_workers
 
     policy = policy or Policy.from_settings()
     now = time.time()
@@ -308,7 +310,7 @@ def compute(policy: Policy | None = None) -> dict:
         "by_shard": {s["shard"]: s["desired_workers"] for s in report_shards},
     }
     client.set(
-        _report_key(), json.dumps(report), ex=max(30, round(settings.CAPACITY_INTERVAL_SECONDS * 6))
+        report_key(), json.dumps(report), ex=max(30, round(settings.CAPACITY_INTERVAL_SECONDS * 6))
     )
     return report
 
@@ -324,5 +326,5 @@ def _registry_label(shard: str, shard_map: ShardMap | None) -> str:
 
 def latest_report() -> dict:
     """The report the beat task stored last; computed now if there is none (no beat)."""
-    stored = get_redis().get(_report_key())
+    stored = get_redis().get(report_key())
     return json.loads(stored) if stored else compute()

@@ -1,15 +1,10 @@
-"""Which workers are up, what each is doing, and draining one.
+"""Which workers are up and what each is doing.
 
 Every worker process keeps an entry in Redis (`bc:workers:<hostname>`, a JSON value with
 a TTL a few heartbeats long): its shard, whether it is active or draining, the sessions
 it is running, and how long a drain would take now. A worker that dies stops renewing it
 and drops out within WORKER_HEARTBEAT_SECONDS x 3. The admin, `GET /api/v1/ops/workers`
-and `manage.py drain` read it.
-
-Draining a worker (`drain_worker` control command, or SIGTERM): it stops consuming its
-queues, each running turn finishes the model or tool call it is in, saves the step and
-hands its session back (it continues on another worker from that step), and the worker
-exits once nothing is in flight.
+and `manage.py drain` read it. Draining a worker is in fleet.drain.
 """
 
 from __future__ import annotations
@@ -18,18 +13,19 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from celery import bootsteps, signals
-from celery.worker.control import control_command
 from django.conf import settings
+from django.db import connection
 from redis import RedisError
 
 from beamclaw.redis import get_redis, key
 from beamclaw.telemetry import register
+
+from . import queues
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +33,14 @@ log = logging.getLogger(__name__)
 SESSION_TASKS = frozenset({"agents.run_turn", "agents.resume_session"})
 WORKERS_PREFIX = "workers"
 
-
-# How long the mark of a drained worker waits for its supervisor to see the exit.
-DRAINED_MARK_SECONDS = 3600
+# Set when this worker process is shutting down or drained: its entry says "draining",
+# its queues stay as they are, and its running turns hand themselves back at their next
+# step boundary (fleet.worker installs this as the turn loop's handover question).
+draining = threading.Event()
 
 
 def worker_key(hostname: str) -> str:
     return key(WORKERS_PREFIX, hostname)
-
-
-def drained_key(hostname: str) -> str:
-    # Outside WORKERS_PREFIX, so list_workers() never reads a mark as an entry.
-    return key("drained-workers", hostname)
 
 
 @dataclass
@@ -66,7 +58,7 @@ class WorkerEntry:
     running: list[dict] = field(default_factory=list)
     concurrency: int = 0
     expected_drain_seconds: float = 0.0
-    # The shard maps (tenants.models.ShardMap) its queues follow; empty: its own --shard.
+    # The shard maps (fleet.models.ShardMap) its queues follow; empty: its own --shard.
     shard_map_epochs: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -143,7 +135,7 @@ def beat_now() -> None:
 
 class Heartbeat(bootsteps.StartStopStep):
     """Keeps this worker's registry entry fresh while it runs, and its tenant queues in
-    step with the shard map (tenants.queues.reconcile).
+    step with the shard map (fleet.queues.reconcile).
 
     On a warm shutdown Celery stops this step before the pool has let its running tasks
     end, so the entry stays (state "draining") until `worker_shutdown`, sent once the
@@ -159,15 +151,11 @@ class Heartbeat(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
 
     def entry(self) -> WorkerEntry:
-        from agents.runtime.loop import draining
-        from tenants import queues
-        from tenants.queues import current_shard
-
         running = in_flight.running()
         return WorkerEntry(
             hostname=self.worker.hostname,
             pid=os.getpid(),
-            shard=str(current_shard),
+            shard=str(queues.current_shard),
             state="draining" if draining.is_set() else "active",
             started_at=self.started_at,
             last_seen=_now(),
@@ -199,11 +187,6 @@ class Heartbeat(bootsteps.StartStopStep):
         """Every QUEUE_RECONCILE_SECONDS: if this worker's queues differ from what the
         shard map and the tenant table say, ask our own consumer thread to fix them (a
         missed broadcast, a reshard, a tenant suspended or back)."""
-        from django.db import connection
-
-        from agents.runtime.loop import draining
-        from tenants import queues
-
         while not self._stop.wait(settings.QUEUE_RECONCILE_SECONDS):
             if draining.is_set():
                 continue
@@ -257,137 +240,3 @@ def list_workers() -> list[dict]:
 def get_worker(hostname: str) -> dict | None:
     value = get_redis().get(worker_key(hostname))
     return json.loads(value) if value else None
-
-
-def start_draining(consumer) -> list[str]:
-    """Stop consuming every queue, hand running turns back at their next step boundary,
-    and stop the worker once they have (a warm shutdown, as on SIGTERM)."""
-    from agents.runtime.loop import draining
-
-    draining.set()
-    queues = [queue.name for queue in consumer.task_consumer.queues]
-    for name in queues:
-        consumer.cancel_task_queue(name)
-    log.warning("draining: stopped consuming %d queue(s); stopping when idle", len(queues))
-    # SIGTERM is Celery's warm shutdown: running tasks end (at their next step boundary,
-    # as `draining` is set) and reserved messages go back to their queues.
-    threading.Timer(0.1, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
-    return queues
-
-
-@control_command()
-def drain_worker(state) -> dict:
-    """`manage.py drain`: see start_draining. The worker leaves a mark, so a supervisor
-    (`manage.py workers`) knows its exit was asked for and does not start it again."""
-    mark_drained(state.hostname)
-    queues = start_draining(state.consumer)
-    return {"ok": f"draining: stopped consuming {len(queues)} queue(s)"}
-
-
-def mark_drained(hostname: str) -> None:
-    try:
-        get_redis().set(drained_key(hostname), 1, ex=DRAINED_MARK_SECONDS)
-    except RedisError:  # its supervisor will take the exit for a crash and restart it
-        log.warning("could not mark %s as drained", hostname)
-
-
-def take_drained_mark(hostname: str) -> bool:
-    """Whether `hostname` exited because it was drained; forgets the mark."""
-    pipe = get_redis().pipeline()
-    pipe.get(drained_key(hostname))
-    pipe.delete(drained_key(hostname))
-    return pipe.execute()[0] is not None
-
-
-# --- Draining from the outside (manage.py drain) -------------------------------------
-
-
-@dataclass
-class DrainTarget:
-    hostname: str
-    turn_ids: list[int]  # the turns it was running when the drain began
-
-
-@dataclass
-class TurnFate:
-    turn_id: int
-    session_key: str
-    outcome: str  # "finished", "handed over", "left to the reaper"
-    detail: str
-
-
-def pick_targets(entries: list[dict], *, hostname: str | None, shard: int | None) -> list[dict]:
-    """The registry entries a drain names: one worker, a hash shard's workers, or all."""
-    if hostname is not None:
-        return [
-            e
-            for e in entries
-            if e["hostname"] == hostname or e["hostname"].split("@")[0] == hostname
-        ]
-    if shard is not None:
-        return [e for e in entries if e["shard"].startswith(f"shard {shard}/")]
-    return entries
-
-
-def running_turns(entry: dict) -> list[int]:
-    """The turns running in the sessions a worker's entry lists."""
-    from agents.models import Turn, TurnStatus
-
-    turn_ids = [r["turn_id"] for r in entry.get("running", []) if "turn_id" in r]
-    session_ids = [r["session_id"] for r in entry.get("running", []) if "session_id" in r]
-    sessions = set(session_ids) | set(
-        Turn.objects.filter(pk__in=turn_ids).values_list("session_id", flat=True)
-    )
-    return list(
-        Turn.objects.filter(session_id__in=sessions, status=TurnStatus.RUNNING)
-        .order_by("id")
-        .values_list("pk", flat=True)
-    )
-
-
-def send_drain(hostnames: list[str], *, timeout: float = 2.0) -> dict[str, str]:
-    """Ask these workers to drain; returns each one's answer (missing: it did not answer)."""
-    from beamclaw.celery import app
-
-    replies = app.control.broadcast(
-        "drain_worker", destination=hostnames, reply=True, timeout=timeout, limit=len(hostnames)
-    )
-    answers: dict[str, str] = {}
-    for reply in replies or []:
-        for name, body in reply.items():
-            answers[name] = body.get("ok") or body.get("error", "")
-    return answers
-
-
-def worker_gone(hostname: str) -> bool:
-    from beamclaw.celery import app
-
-    if get_worker(hostname) is not None:
-        return False
-    return not app.control.ping(destination=[hostname], timeout=0.5)
-
-
-def turn_fates(turn_ids: list[int]) -> list[TurnFate]:
-    """What became of turns a drained worker was running."""
-    from agents.models import FINAL_STATUSES, Turn, TurnStatus
-    from agents.runtime.lease import lease_key
-
-    client = get_redis()
-    fates = []
-    for turn in Turn.objects.filter(pk__in=turn_ids).select_related("session").order_by("id"):
-        key_ = turn.session.key
-        if turn.status in FINAL_STATUSES:
-            fates.append(TurnFate(turn.pk, key_, "finished", turn.status))
-        elif turn.status == TurnStatus.QUEUED:
-            fates.append(
-                TurnFate(turn.pk, key_, "handed over", f"queued at step {turn.iterations}")
-            )
-        elif client.exists(lease_key(turn.tenant_id, turn.session_id)):
-            fates.append(
-                TurnFate(turn.pk, key_, "handed over", f"running elsewhere, step {turn.iterations}")
-            )
-        else:
-            fates.append(
-                TurnFate(turn.pk, key_, "left to the reaper", f"{turn.status}, no lease holder")
-            )
-    return fates

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from agents.models import Message, Turn
-from tenants.models import ShardMap
-from tenants.queues import shard_index
+from fleet.models import ShardMap
+from fleet.shards import shard_index
 from tenants.services import create_tenant
 from tests.support import ROOT, python, wait_until
 

@@ -18,8 +18,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from beamclaw import login_throttle, workers
+from beamclaw import login_throttle
 from beamclaw.api.errors import DomainAPIException
+from fleet import capacity, registry
 
 
 class RunningTaskSerializer(serializers.Serializer):
@@ -70,7 +71,7 @@ class ThrottledBasicAuthentication(BasicAuthentication):
 class ThrottledBasicScheme(BasicScheme):
     """The schema shows it as the HTTP Basic it is."""
 
-    target_class = "beamclaw.api.ops.ThrottledBasicAuthentication"
+    target_class = "fleet.api.views.ThrottledBasicAuthentication"
 
 
 class IsStaff(BasePermission):
@@ -104,7 +105,7 @@ class WorkerListView(StaffOnly, APIView):
 
     @extend_schema(responses=WorkerListSerializer, operation_id="ops_workers_list", tags=["ops"])
     def get(self, request):
-        return Response(WorkerListSerializer({"workers": workers.list_workers()}).data)
+        return Response(WorkerListSerializer({"workers": registry.list_workers()}).data)
 
 
 class TenantCapacitySerializer(serializers.Serializer):
@@ -156,21 +157,4 @@ class CapacityView(StaffOnly, APIView):
 
     @extend_schema(responses=CapacitySerializer, operation_id="ops_capacity", tags=["ops"])
     def get(self, request):
-        from agents import capacity
-
         return Response(CapacitySerializer(capacity.latest_report()).data)
-
-
-def workers_admin_view(request):
-    """The admin's page of running workers (linked from the admin index)."""
-    from django.conf import settings
-    from django.contrib import admin
-    from django.template.response import TemplateResponse
-
-    context = {
-        **admin.site.each_context(request),
-        "title": "Workers",
-        "workers": workers.list_workers(),
-        "heartbeat": settings.WORKER_HEARTBEAT_SECONDS,
-    }
-    return TemplateResponse(request, "admin/beamclaw/workers.html", context)

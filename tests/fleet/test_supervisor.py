@@ -108,7 +108,7 @@ def test_the_supervisor_grows_with_a_backlog_shrinks_by_draining_and_restarts_th
 def _supervisor_state(stack) -> dict | None:
     from django.test import override_settings
 
-    from beamclaw.supervisor import supervisors_of
+    from fleet.supervisor import supervisors_of
 
     with override_settings(REDIS_URL=stack.env["REDIS_URL"]):
         states = supervisors_of("all")

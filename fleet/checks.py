@@ -2,7 +2,7 @@
 
 Django's `manage.py check` cannot see a worker's command line, so the worker records its
 options here and runs the checks tagged WORKER_TAG before it consumes anything
-(beamclaw.celery.WorkerOptions); a serious one stops it with the check's message.
+(fleet.worker.WorkerOptions); a serious one stops it with the check's message.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from beamclaw.celery import app
-from tenants.queues import Shard, parse_shard, shard_index
+from fleet.shards import Shard, parse_shard, shard_index
 from tenants.services import create_tenant
 from tests.conftest import start_worker
 from tests.support import wait_until

@@ -19,10 +19,12 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from beamclaw.workers import list_workers
+from tenants.models import Tenant
 
-from .models import ShardMap, ShardMapStatus, Tenant
-from .queues import request_reconcile, shard_index
+from .models import ShardMap, ShardMapStatus
+from .queues import request_reconcile
+from .registry import list_workers
+from .shards import shard_index
 
 
 class ReshardError(Exception):

@@ -31,10 +31,11 @@ from celery import Celery
 
 from agents.models import FINAL_STATUSES, Message, Turn
 from beamclaw.redis import broker_key_prefix
+from fleet.shards import shard_index
+from fleet.worker_command import worker_command
 from tenants.models import Tenant, UsageRecord
-from tenants.queues import shard_index
 from tenants.services import issue_api_key
-from tests.conftest import WORKER_ARGS
+from tests.conftest import TEST_WORKER_LOG_LEVEL
 from tests.support import Process, free_port, launch_web, make_agent, python, wait_until
 
 # Short timings so a dead worker is noticed in a few seconds (the defaults are 30/10/15/30/5).
@@ -163,14 +164,14 @@ class Stack:
         count = self._restarts.get(name, 0)
         self._restarts[name] = count + 1
         log_name = name if count == 0 else f"{name}-restart{count}"
-        level = (env or self.env).get("LOG_LEVEL", "WARNING").lower()
+        level = (env or self.env).get("LOG_LEVEL", TEST_WORKER_LOG_LEVEL).lower()
         # Dedicated to the test's tenant, unless the test gave the worker a hash shard.
-        serves = ["--shard", self.shards[name]] if name in self.shards else []
-        args = python(
-            *[level if arg == "warning" else arg for arg in WORKER_ARGS],
-            "-n",
+        shard = self.shards.get(name)
+        args = worker_command(
             f"{self.prefix}-{name}@%h",
-            *(serves or ["--tenants", self.tenant.slug]),
+            log_level=level,
+            shard=shard,
+            tenants=None if shard else self.tenant.slug,
         )
         return self._spawn(log_name, args, env)
 
@@ -254,10 +255,10 @@ class Stack:
         return self.workers[name]
 
     def registry(self) -> dict[str, dict]:
-        """The worker registry (beamclaw.workers), read from the stack's private Redis."""
+        """The worker registry (fleet.registry), read from the stack's private Redis."""
         from django.test import override_settings
 
-        from beamclaw.workers import list_workers
+        from fleet.registry import list_workers
 
         with override_settings(REDIS_URL=self.env["REDIS_URL"]):
             return {entry["hostname"]: entry for entry in list_workers()}

@@ -1,7 +1,7 @@
 """`manage.py workers`: worker processes on one machine, as many as the load needs.
 
 Starts `--min` Celery workers (threads pool), restarts one that dies (with backoff, so a
-worker that cannot start does not spin), follows the capacity signal (agents.capacity)
+worker that cannot start does not spin), follows the capacity signal (fleet.capacity)
 between `--min` and `--max`, and scales down by draining the worker whose drain would be
 quickest (it stops consuming, hands its turns over at a step boundary and exits). A fixed
 target set with `manage.py scale N` overrides the signal until `manage.py scale auto`.
@@ -11,7 +11,7 @@ worker, then exits. Each supervisor publishes its limits, so `scale` can say wha
 run.
 
 Capacity comes from processes, not pool size: Celery's autoscaler cannot grow the
-threads pool (beamclaw.checks).
+threads pool (fleet.checks).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,8 +29,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-from beamclaw import workers
 from beamclaw.redis import get_redis, key
+
+from . import capacity, drain, registry
+from .worker_command import worker_command
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,6 @@ class Supervisor:
     @property
     def label(self) -> str:
         """This supervisor's shard in the capacity report (`k-of-N`)."""
-        from agents import capacity
-
         if self.shard:
             index = int(self.shard.split("/")[0])
             return capacity.shard_label(index, capacity.shard_count(capacity.active_map()))
@@ -142,8 +141,6 @@ class Supervisor:
     def target(self) -> int:
         """Fixed by `scale`, else the capacity signal, clamped to [min, max]; less the
         workers drained by hand since the last `scale`."""
-        from agents import capacity
-
         generation = scale_generation(self.label)
         if self._scale_generation is not None and generation != self._scale_generation:
             if self.withheld:
@@ -180,29 +177,13 @@ class Supervisor:
         get_redis().set(state_key(self.label, self.supervisor_id), json.dumps(state), ex=ttl)
 
     def argv(self, name: str) -> list[str]:
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "beamclaw",
-            "worker",
-            "-P",
-            "threads",
-            "-c",
-            str(self.concurrency),
-            "-Q",
-            "beamclaw",
-            "--without-gossip",
-            "--without-mingle",
-            "-n",
+        return worker_command(
             f"{name}@%h",
-            "-l",
-            settings.LOG_LEVEL.lower(),
-        ]
-        if self.shard:
-            args += ["--shard", self.shard]
-        return args + self.extra_args
+            concurrency=self.concurrency,
+            log_level=settings.LOG_LEVEL.lower(),
+            shard=self.shard,
+            extra_args=self.extra_args,
+        )
 
     # -- processes -----------------------------------------------------------------------
 
@@ -230,7 +211,7 @@ class Supervisor:
 
     def scale_down(self, count: int) -> None:
         """Drain the `count` workers whose drain is expected to be quickest."""
-        entries = {e["hostname"]: e for e in workers.list_workers()}
+        entries = {e["hostname"]: e for e in registry.list_workers()}
 
         def drain_cost(slot: Slot) -> tuple[float, int]:
             entry = entries.get(self.hostname(slot), {})
@@ -238,7 +219,7 @@ class Supervisor:
 
         for slot in sorted(self.running(), key=drain_cost)[:count]:
             slot.draining = True
-            answers = workers.send_drain([self.hostname(slot)])
+            answers = drain.send_drain([self.hostname(slot)])
             if self.hostname(slot) not in answers and slot.alive:
                 slot.process.send_signal(signal.SIGTERM)  # not answering: drain by signal
             log.warning("draining worker %s", slot.name)
@@ -275,7 +256,7 @@ class Supervisor:
 
     def _take_drained_mark(self, slot: Slot) -> bool:
         try:
-            return workers.take_drained_mark(self.hostname(slot))
+            return drain.take_drained_mark(self.hostname(slot))
         except Exception:  # Redis is away: an exit we cannot explain is a crash
             return False
 
