@@ -334,18 +334,6 @@ class CronRun(models.Model):
         return f"cron {self.job_id} run {self.number} ({self.outcome})"
 
 
-def _drop_beat_entry(sender, instance: CronJob, **kwargs) -> None:
-    """However a job is deleted (API, admin, its tenant's cascade), its beat entry goes too."""
-    from agents.cron.beat import drop_beat_entry  # beat imports this module: a cycle
-
-    drop_beat_entry(instance.periodic_task_id)
-
-
-models.signals.post_delete.connect(
-    _drop_beat_entry, sender=CronJob, dispatch_uid="agents.cron_job.drop_beat_entry"
-)
-
-
 # --- Channels -------------------------------------------------------------------------
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from agents.models import Session, Turn
+from agents.channels import delivery
+from agents.cron.services import run_cron_job
+from agents.models import CronJob, CronTrigger, Session, Turn
 from agents.runtime import reaper
 from agents.runtime.loop import run_session
 
@@ -52,9 +54,6 @@ def reap_stale_turns() -> dict:
 @shared_task(name="agents.fire_cron_job")
 def fire_cron_job(*, tenant: str, cron_job_id: int) -> str | None:
     """celery-beat sends this when a CronJob is due (its PeriodicTask, kept by agents.cron.beat)."""
-    from agents.cron.services import run_cron_job
-    from agents.models import CronJob, CronTrigger
-
     job = CronJob.objects.filter(pk=cron_job_id, tenant__slug=tenant).first()
     if job is None:  # deleted since beat sent this
         return None
@@ -64,8 +63,6 @@ def fire_cron_job(*, tenant: str, cron_job_id: int) -> str | None:
 @shared_task(name="agents.deliver_reply", bind=True, max_retries=None)
 def deliver_reply(self, *, tenant: str, turn_id: int) -> str:
     """Post a finished channel turn's answer (sent when the turn ends, or by the reaper)."""
-    from agents.channels import delivery
-
     outcome = delivery.deliver_reply(tenant_slug=tenant, turn_id=turn_id)
     if outcome.retry_in is not None:
         # The attempt count lives on the ChannelDelivery row, which decides when to stop.

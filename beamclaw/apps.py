@@ -21,6 +21,7 @@ class BeamclawConfig(AppConfig):
         telemetry.register(metrics.observe)
         telemetry.register(event_log.log_event)
 
+        # The form imports the auth models, which exist only once the apps are loaded.
         from django.contrib import admin
 
         from beamclaw.admin_login import ThrottledAdminLoginForm

@@ -28,6 +28,7 @@ class InstallationCelery(Celery):
 
     def _connection(self, url, transport_options=None, **kwargs):
         if not is_amqp(url or self.conf.broker_url):
+            # Not at module level: `beamclaw` imports this module before settings load.
             from beamclaw.redis import broker_key_prefix
 
             transport_options = {

@@ -26,6 +26,7 @@ def new_installation_key() -> str:
 
 
 def _load_from_database() -> str:
+    # Models can be imported only once the apps are loaded; this module loads before.
     from beamclaw.models import Installation
 
     try:

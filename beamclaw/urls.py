@@ -1,9 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from beamclaw import health, metrics
-from beamclaw.api.index import ApiIndexView
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -11,9 +9,7 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
     path("", include("fleet.urls")),  # the admin's workers page, before the admin's URLs
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("api/v1/", ApiIndexView.as_view(), name="api-index"),
+    path("api/", include("beamclaw.api.urls")),  # schema, docs and the /api/v1/ index
     path("api/v1/ops/", include("fleet.api.urls")),
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),

@@ -399,10 +399,6 @@ def report(imports: list[Import]) -> str:
 # --- the project ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the worker fleet, domain errors and import cycles are still being moved apart",
-)
 def test_the_project_keeps_its_import_rules() -> None:
     modules = project_modules(ROOT)
     problems = report(read_imports(ROOT, modules))

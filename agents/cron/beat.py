@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django_celery_beat.models import (
     ClockedSchedule,
     CrontabSchedule,
@@ -92,3 +94,9 @@ def drop_beat_entry(periodic_task_id: int | None) -> None:
     if clocked_id:
         ClockedSchedule.objects.filter(pk=clocked_id, periodictask__isnull=True).delete()
     transaction.on_commit(PeriodicTasks.update_changed)
+
+
+@receiver(post_delete, sender=CronJob, dispatch_uid="agents.cron_job.drop_beat_entry")
+def _drop_beat_entry(sender, instance: CronJob, **kwargs) -> None:
+    """However a job is deleted (API, admin, its tenant's cascade), its beat entry goes too."""
+    drop_beat_entry(instance.periodic_task_id)

@@ -11,8 +11,7 @@ child's answer as that tool call's result. Depth is limited to one.
 from __future__ import annotations
 
 from agents.models import FINAL_STATUSES, Turn, TurnStatus
-from agents.tools.base import ToolContext, ToolError
-from beamclaw.errors import DomainError
+from agents.selectors import reply_of
 
 from .dispatch import dispatch_session
 
@@ -21,36 +20,8 @@ def child_for(parent: Turn, tool_call_id: str) -> Turn | None:
     return Turn.objects.filter(parent_turn=parent, parent_tool_call_id=tool_call_id).first()
 
 
-def spawn(ctx: ToolContext, *, agent_slug: str, task: str) -> dict:
-    """Start the child turn for this tool call (once: a re-run finds the same child)."""
-    from agents.services import submit_message
-
-    parent = Turn.objects.select_related("session", "tenant").get(pk=ctx.turn_id)
-    if parent.session.parent_id is not None:
-        raise ToolError("a sub-agent cannot start sub-agents of its own (depth is limited to 1)")
-    existing = child_for(parent, ctx.tool_call_id)
-    if existing is not None:
-        return {"child_turn_id": existing.pk, "status": existing.status}
-    number = Turn.objects.filter(parent_turn=parent).count() + 1
-    try:
-        submission = submit_message(
-            tenant=parent.tenant,
-            session_key=f"agent:{agent_slug}:sub:{parent.pk}:{number}",
-            content=task,
-            mode="enqueue",
-            source="subagent",
-            parent_turn=parent,
-            parent_tool_call_id=ctx.tool_call_id,
-        )
-    except DomainError as exc:  # unknown agent, session limit, ...
-        raise ToolError(exc.message)
-    return {"child_turn_id": submission.turn.pk, "status": "started"}
-
-
 def child_result(child: Turn) -> tuple[bool, str]:
     """(ok, content) of a finished child, as its parent's tool result."""
-    from agents.selectors import reply_of
-
     if child.status == TurnStatus.SUCCEEDED:
         reply = reply_of(child)
         return True, reply.content if reply else ""

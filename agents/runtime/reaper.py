@@ -39,7 +39,12 @@ from django.utils import timezone
 from agents.models import ACTIVE_STATUSES, ChannelDelivery, Turn, TurnStatus
 from beamclaw.redis import get_redis, key
 
-from .dispatch import dispatch_reply, dispatch_session, mark_dispatched
+from .dispatch import (
+    dispatch_reply,
+    dispatch_session,
+    mark_dispatched,
+    restore_stranded_messages,
+)
 from .lease import lease_key
 
 log = logging.getLogger(__name__)
@@ -165,17 +170,6 @@ def _reap_replies(report: ReapReport) -> None:
         ChannelDelivery.objects.filter(pk__in=sent).update(next_attempt_at=now)
 
 
-def restore_stranded_messages() -> None:
-    """Requeue the Redis transport's reserved messages older than its visibility timeout."""
-    from beamclaw.celery import app
-
-    with app.connection_for_write() as connection:
-        if connection.transport.driver_type != "redis":
-            return  # other brokers redeliver a dead consumer's messages themselves
-        channel = connection.default_channel
-        channel.qos.restore_visible(num=BATCH, interval=1)
-
-
 def reap_stale_turns() -> ReapReport:
     report = ReapReport()
     _reap_running(report)
@@ -183,7 +177,7 @@ def reap_stale_turns() -> ReapReport:
     _reap_queued(report)
     _reap_replies(report)
     try:
-        restore_stranded_messages()
+        restore_stranded_messages(BATCH)
     except Exception:  # the broker is away: next time
         log.warning("could not look for stranded messages", exc_info=True)
     if report.redispatched_running or report.redispatched_queued or report.redispatched_replies:
