@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from .models import ApiKey, Tenant, UsageRecord
 from .selectors import usage_totals
-from .services import issue_api_key, revoke_api_key
+from .services import LIMIT_FIELDS, issue_api_key, revoke_api_key
 from .signals import tenant_created
 
 
@@ -44,18 +44,7 @@ class TenantAdmin(admin.ModelAdmin):
         ("Usage (UTC)", {"fields": ["usage_today", "usage_this_month"]}),
         (
             "Limits",
-            {
-                "fields": [
-                    "requests_per_minute",
-                    "tokens_per_day",
-                    "tokens_per_month",
-                    "max_concurrent_turns",
-                    "max_sessions",
-                    "max_cron_jobs",
-                    "min_cron_interval_seconds",
-                    "max_concurrent_streams",
-                ]
-            },
+            {"fields": list(LIMIT_FIELDS)},
         ),
     ]
 

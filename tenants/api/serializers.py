@@ -13,21 +13,13 @@ from rest_framework import serializers
 from tenants.limits import current_usage
 from tenants.models import Tenant
 from tenants.selectors import USAGE_GROUPINGS
+from tenants.services import LIMIT_FIELDS
 
 
 class LimitsSerializer(serializers.ModelSerializer):
     class Meta:
         model = Tenant
-        fields = [
-            "requests_per_minute",
-            "tokens_per_day",
-            "tokens_per_month",
-            "max_concurrent_turns",
-            "max_sessions",
-            "max_cron_jobs",
-            "min_cron_interval_seconds",
-            "max_concurrent_streams",
-        ]
+        fields = list(LIMIT_FIELDS)
 
 
 class CurrentUsageSerializer(serializers.Serializer):
