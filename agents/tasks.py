@@ -2,7 +2,7 @@
 
 The tasks that act for one tenant carry `tenant` (the slug) explicitly: it routes them to
 `tenant.<slug>`, and such a task only ever touches rows of the tenant it names. The
-periodic ones (reaper, capacity) work across tenants.
+periodic reaper works across tenants.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from celery import shared_task
 from agents.channels import delivery
 from agents.cron.services import run_cron_job
 from agents.models import CronJob, CronTrigger, Session, Turn
-from agents.runtime import reaper
+from agents.runtime import dispatch, reaper
 from agents.runtime.loop import run_session
 
 
-@shared_task(name="agents.run_turn")
+@shared_task(name=dispatch.RUN_TURN)
 def run_turn(*, tenant: str, turn_id: int) -> None:
     """Run the turn's session (this turn and any queued before it), in order."""
     row = (
@@ -28,7 +28,7 @@ def run_turn(*, tenant: str, turn_id: int) -> None:
         run_session(row[0], tenant, row[1])
 
 
-@shared_task(name="agents.resume_session")
+@shared_task(name=dispatch.RESUME_SESSION)
 def resume_session(*, tenant: str, session_id: int) -> None:
     """Run a session that waited for a tenant limit (a concurrency slot, the request rate)."""
     row = (
@@ -60,7 +60,7 @@ def fire_cron_job(*, tenant: str, cron_job_id: int) -> str | None:
     return run_cron_job(job=job, trigger=CronTrigger.SCHEDULE).outcome
 
 
-@shared_task(name="agents.deliver_reply", bind=True, max_retries=None)
+@shared_task(name=dispatch.DELIVER_REPLY, bind=True, max_retries=None)
 def deliver_reply(self, *, tenant: str, turn_id: int) -> str:
     """Post a finished channel turn's answer (sent when the turn ends, or by the reaper)."""
     outcome = delivery.deliver_reply(tenant_slug=tenant, turn_id=turn_id)

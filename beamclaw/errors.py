@@ -1,4 +1,5 @@
-"""Domain errors: what was refused and why, with a stable code, free of any web framework.
+"""Domain errors: what was refused and why, with a stable code, free of HTTP
+libraries and DRF.
 
 Services, the runtime, cron and channels raise these; callers that are not the API (the
 admin, management commands, channel webhooks, sub-agents) catch them. The API's exception

@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "agents",
     "fleet",
     "marketplace",
+    "bench",
 ]
 
 MIDDLEWARE = [

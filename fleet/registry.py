@@ -22,15 +22,15 @@ from django.conf import settings
 from django.db import connection
 from redis import RedisError
 
+from agents.runtime import dispatch
 from beamclaw.redis import get_redis, key
-from beamclaw.telemetry import register
 
 from . import queues
 
 log = logging.getLogger(__name__)
 
 # Tasks that run a session: while one runs, its session is "in flight" on this worker.
-SESSION_TASKS = frozenset({"agents.run_turn", "agents.resume_session"})
+SESSION_TASKS = frozenset({dispatch.RUN_TURN, dispatch.RESUME_SESSION})
 WORKERS_PREFIX = "workers"
 
 # Set when this worker process is shutting down or drained: its entry says "draining",
@@ -112,12 +112,10 @@ def _task_ended(sender=None, task_id=None, task=None, **extra):
         in_flight.ended(task_id)
 
 
-def _call_finished(event: str, metadata: dict) -> None:
+def observe_provider_call(event: str, metadata: dict) -> None:
+    """Telemetry handler (fleet.apps): model-call times feed the drain estimate."""
     if metadata.get("latency_s"):
         in_flight.observe_call(float(metadata["latency_s"]))
-
-
-register(_call_finished, "provider.call")
 
 
 def _now() -> str:

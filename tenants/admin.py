@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -78,8 +79,8 @@ class TenantAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        if not change:
-            tenant_created.send(sender=Tenant, tenant=obj)
+        if not change:  # announced once the admin's transaction commits, as the service does
+            transaction.on_commit(lambda: tenant_created.send(sender=Tenant, tenant=obj))
 
 
 @admin.register(ApiKey)

@@ -45,7 +45,7 @@ def test_only_metrics_and_logs_are_registered_once_at_startup():
     handlers = {event: list(found) for event, found in telemetry._handlers.items() if found}
     assert handlers == {
         telemetry.ALL: [metrics.observe, event_log.log_event],
-        "provider.call": [registry._call_finished],
+        "provider.call": [registry.observe_provider_call],
     }
 
 

@@ -22,9 +22,6 @@ from beamclaw.errors import InvalidInput, NotFound
 from tenants.models import Tenant
 
 SECRET_FIELDS = ("signing_secret", "bot_token")
-UPDATABLE = frozenset(
-    {"name", "agent", "external_id", "session_scope", "public_key", *SECRET_FIELDS}
-)
 
 # One part of a session name: agents.services.SESSION_KEY_RE allows `[A-Za-z0-9_.:-]`, and
 # the colon separates parts, so it is replaced inside one.
@@ -119,20 +116,6 @@ def create_binding(
         public_key=public_key,
     )
     return save_binding(binding=binding, signing_secret=signing_secret, bot_token=bot_token)
-
-
-def update_binding(*, binding: ChannelBinding, **changes) -> ChannelBinding:
-    """Change some of UPDATABLE; a secret given as "" is left as it is."""
-    unknown = set(changes) - UPDATABLE
-    if unknown:
-        raise TypeError(f"cannot change {', '.join(sorted(unknown))}")
-    secrets = {name: changes.pop(name) or "" for name in SECRET_FIELDS if name in changes}
-    if "agent" in changes:
-        agent = changes.pop("agent")
-        binding.agent = agent if isinstance(agent, Agent) else get_agent(binding.tenant, agent)
-    for field, value in changes.items():
-        setattr(binding, field, value)
-    return save_binding(binding=binding, **secrets)
 
 
 def submit_with_reply_target(

@@ -1,4 +1,4 @@
-"""Child turns: starting a sub-agent's turn, and the parent waiting on and resuming after them.
+"""Child turns: a parent turn waiting on its sub-agents' turns and resuming after them.
 
 A turn hands tasks to other agents and waits without holding a thread. The
 `spawn_agent` tool (agents.tools.subagents) starts a child turn in its own session

@@ -25,6 +25,13 @@ RESUME_SESSION = "agents.resume_session"
 DELIVER_REPLY = "agents.deliver_reply"
 
 
+def _send(name: str, **options: object) -> None:
+    # Nobody reads these tasks' results. Said explicitly because a process that has not
+    # imported agents.tasks (the web) would otherwise wait on the result backend, which
+    # retries for seconds while Redis is down, before the broker's refusal.
+    app.send_task(name, ignore_result=True, **options)
+
+
 def _mark_pending(**turn_filter: object) -> None:
     Turn.objects.filter(status="queued", **turn_filter).update(dispatch_pending=True)
 
@@ -32,7 +39,7 @@ def _mark_pending(**turn_filter: object) -> None:
 def dispatch_turn(turn: Turn, tenant_slug: str) -> bool:
     """Send `run_turn` to `tenant.<slug>`. False if the broker refused (the row stays queued)."""
     try:
-        app.send_task(RUN_TURN, kwargs={"tenant": tenant_slug, "turn_id": turn.pk})
+        _send(RUN_TURN, kwargs={"tenant": tenant_slug, "turn_id": turn.pk})
     except Exception:
         log.warning("broker unreachable: turn %s waits for the reaper", turn.pk)
         _mark_pending(pk=turn.pk)
@@ -43,7 +50,7 @@ def dispatch_turn(turn: Turn, tenant_slug: str) -> bool:
 def dispatch_session(tenant_slug: str, session_id: int, *, countdown: float = 0) -> bool:
     """Send `resume_session`: a parked session got a slot, or its wait is over."""
     try:
-        app.send_task(
+        _send(
             RESUME_SESSION,
             kwargs={"tenant": tenant_slug, "session_id": session_id},
             countdown=countdown or None,
@@ -58,7 +65,7 @@ def dispatch_session(tenant_slug: str, session_id: int, *, countdown: float = 0)
 def dispatch_reply(tenant_slug: str, turn_id: int) -> bool:
     """Send `deliver_reply` for a finished turn's channel answer. False if the broker refused."""
     try:
-        app.send_task(DELIVER_REPLY, kwargs={"tenant": tenant_slug, "turn_id": turn_id})
+        _send(DELIVER_REPLY, kwargs={"tenant": tenant_slug, "turn_id": turn_id})
     except Exception:
         log.warning("broker unreachable: the reply of turn %s waits for the reaper", turn_id)
         return False

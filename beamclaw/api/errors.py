@@ -26,6 +26,12 @@ class DomainAPIException(DomainError, exceptions.APIException):
     """A DomainError where DRF lets only its own exceptions through: raised in an
     authenticator, it must be an APIException for DRF to answer it as a refusal."""
 
+    def __init__(self, code: str, message: str, **kwargs) -> None:
+        super().__init__(code, message, **kwargs)
+        # What DRF and anything reading an APIException looks at, kept equal to ours.
+        self.status_code = self.status
+        self.detail = exceptions.ErrorDetail(message, code=code)
+
 
 _DEFAULT_CODES = {
     exceptions.NotFound: "not_found",

@@ -1,4 +1,4 @@
-"""Harness for the supervision tests: real web, worker and beat processes, killed for real.
+"""Harness for the fleet tests: real web, worker and beat processes, killed for real.
 
 Each test gets its own stack: a fresh `redis-server` (no persistence) that only this
 test's processes use, with short lease and reaper timings in their environment. So the

@@ -580,7 +580,7 @@ def test_registry_builds_providers_by_name_and_rejects_unknown_names():
         get_provider("nope")
 
 
-def test_fake_server_records_peak_concurrency_and_drops_used_up_rules(server):
+def test_fake_model_records_peak_concurrency_and_drops_used_up_rules(server):
     server.add_rule(latency=0.3, reply="slow", times=4)
     provider = provider_for("openai", server)
     results: list[str] = []

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from bench.options import SCENARIO_NAMES
+
 
 class Command(BaseCommand):
     help = (
@@ -18,8 +20,6 @@ class Command(BaseCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        from bench.options import SCENARIO_NAMES
-
         parser.add_argument("scenario", choices=[*SCENARIO_NAMES, "all"])
         parser.add_argument(
             "--quick", action="store_true", help="every scenario at a tiny size (< 1 minute)"
@@ -65,7 +65,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, scenario: str, **options):
         try:
-            from bench.options import SCENARIO_NAMES, Options
+            # Here, not at module level: the bench needs aiohttp and tqdm, which only
+            # requirements/dev.txt installs, and the command must say so, not crash.
+            from bench.options import Options
             from bench.run import BenchError, run
         except ImportError as exc:  # aiohttp and tqdm come with requirements/dev.txt
             raise CommandError(f"{exc}; install requirements/dev.txt (make venv)")
