@@ -10,6 +10,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from agents.channels import delivery
+from agents.cron import beat
 from agents.cron.services import run_cron_job
 from agents.models import CronJob, CronTrigger, Session, Turn
 from agents.runtime import dispatch, reaper
@@ -51,7 +52,7 @@ def reap_stale_turns() -> dict:
     }
 
 
-@shared_task(name="agents.fire_cron_job")
+@shared_task(name=beat.FIRE_TASK)
 def fire_cron_job(*, tenant: str, cron_job_id: int) -> str | None:
     """celery-beat sends this when a CronJob is due (its PeriodicTask, kept by agents.cron.beat)."""
     job = CronJob.objects.filter(pk=cron_job_id, tenant__slug=tenant).first()

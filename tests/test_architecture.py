@@ -156,7 +156,7 @@ def project_modules(root: Path, packages: Iterable[str] = PACKAGES) -> dict[str,
 
 
 # Comments for tools, not readers: they say nothing about why an import is where it is.
-TOOL_COMMENT = re.compile(r"#\s*(noqa|type:|pragma|fmt:)", re.IGNORECASE)
+TOOL_COMMENT = re.compile(r"#\s*(noqa|type:|pragma|fmt:)[\w:, ]*$", re.IGNORECASE)
 
 
 def _comment_lines(path: Path) -> tuple[set[int], set[int]]:
@@ -570,6 +570,7 @@ def test_the_reader_resolves_relative_and_local_imports(tmp_path: Path) -> None:
                 "    except ImportError:\n"
                 "        pass\n"
                 "    from agents import runtime  # noqa: F401\n"
+                "    from agents import models  # noqa: F401 - the receivers connect\n"
             ),
             "agents/migrations/0001_initial.py": "from agents.runtime import loop\n",
         },
@@ -598,4 +599,5 @@ def test_the_reader_resolves_relative_and_local_imports(tmp_path: Path) -> None:
         ("agents.runtime.loop", "agents.models", 14, True, True),
         # A linter's marker is not a reason.
         ("agents.runtime.loop", "agents.runtime", 17, True, False),
+        ("agents.runtime.loop", "agents.models", 18, True, True),
     }
