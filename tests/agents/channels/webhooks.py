@@ -18,6 +18,7 @@ SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 
 BOT_TOKEN = "xoxb-test-bot-token"
+DISCORD_BOT_TOKEN = "discord-bot-token"
 
 
 def is_slack_post(request: Request) -> bool:

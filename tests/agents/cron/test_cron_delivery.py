@@ -14,16 +14,13 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
-from nacl.signing import SigningKey
 
 from agents.models import ChannelDelivery, CronJob, CronRun
-from tests.agents.channels.webhooks import is_slack_post
+from tests.agents.channels.webhooks import BOT_TOKEN, DISCORD_BOT_TOKEN, is_slack_post
 from tests.conftest import start_beat
 from tests.factories import AgentFactory, ChannelBindingFactory
 from tests.support import wait_for_turn, wait_until
 
-SLACK_TOKEN = "xoxb-cron-bot-token"
-DISCORD_TOKEN = "discord-cron-bot-token"
 DISCORD_CHANNEL = "1180000000000000001"
 LONG_ANSWER = "\n\n".join(f"Paragraph {i}. " + " ".join(["word"] * 150) for i in range(8))
 
@@ -33,30 +30,6 @@ def beat(platform_env, log_dir, transactional_db):
     process = start_beat(platform_env, log_dir)
     yield process
     process.stop()
-
-
-@pytest.fixture
-def slack(acme, agent):
-    return ChannelBindingFactory(
-        tenant=acme.tenant,
-        kind="slack",
-        agent="ops",
-        external_id="T1",
-        signing_secret="slack-signing-secret",
-        bot_token=SLACK_TOKEN,
-    )
-
-
-@pytest.fixture
-def discord(acme, agent):
-    return ChannelBindingFactory(
-        tenant=acme.tenant,
-        kind="discord",
-        agent="ops",
-        external_id="A1",
-        public_key=SigningKey.generate().verify_key.encode().hex(),
-        bot_token=DISCORD_TOKEN,
-    )
 
 
 def create_job(tenant_fixture, **fields) -> dict:
@@ -92,8 +65,14 @@ def settled_delivery(tenant_fixture, job: dict, status: str = "delivered") -> di
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("worker", "beat")
-def test_a_scheduled_run_posts_its_answer_in_the_slack_channel_and_thread(acme, slack, channel_api):
-    delivery = {"binding": slack.pk, "channel": "C0DIGEST", "thread_ts": "1700000000.000100"}
+def test_a_scheduled_run_posts_its_answer_in_the_slack_channel_and_thread(
+    acme, slack_binding, channel_api
+):
+    delivery = {
+        "binding": slack_binding.pk,
+        "channel": "C0DIGEST",
+        "thread_ts": "1700000000.000100",
+    }
     at = timezone.now() + timedelta(seconds=2)
     job = create_job(
         acme, message="daily digest", schedule={"at": at.isoformat()}, delivery=delivery
@@ -102,7 +81,7 @@ def test_a_scheduled_run_posts_its_answer_in_the_slack_channel_and_thread(acme, 
 
     [post] = channel_api.wait_for(is_slack_post, timeout=40)
 
-    assert post.headers["authorization"] == f"Bearer {SLACK_TOKEN}"
+    assert post.headers["authorization"] == f"Bearer {BOT_TOKEN}"
     assert post.json == {
         "channel": "C0DIGEST",
         "thread_ts": "1700000000.000100",
@@ -119,7 +98,7 @@ def test_a_scheduled_run_posts_its_answer_in_the_slack_channel_and_thread(acme, 
     assert shown["delivered_at"] is not None
     del shown["delivered_at"]
     assert shown == {
-        "binding": slack.pk,
+        "binding": slack_binding.pk,
         "channel": "C0DIGEST",
         "status": "delivered",
         "attempts": 1,
@@ -133,15 +112,19 @@ def test_a_scheduled_run_posts_its_answer_in_the_slack_channel_and_thread(acme, 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("worker")
 def test_run_now_posts_a_long_answer_in_the_discord_channel_in_pieces(
-    acme, discord, channel_api, model
+    acme, discord_binding, channel_api, model
 ):
     model.add_rule(match="essay", reply=LONG_ANSWER)
     job = create_job(
         acme,
         message="the weekly essay",
-        delivery={"binding": discord.pk, "channel": DISCORD_CHANNEL},
+        delivery={"binding": discord_binding.pk, "channel": DISCORD_CHANNEL},
     )
-    assert job["delivery"] == {"binding": discord.pk, "channel": DISCORD_CHANNEL, "thread_ts": None}
+    assert job["delivery"] == {
+        "binding": discord_binding.pk,
+        "channel": DISCORD_CHANNEL,
+        "thread_ts": None,
+    }
 
     started = run_now(acme, job)
 
@@ -153,7 +136,7 @@ def test_run_now_posts_a_long_answer_in_the_discord_channel_in_pieces(
     assert {(r.method, r.path) for r in calls} == {
         ("POST", f"/channels/{DISCORD_CHANNEL}/messages")
     }
-    assert {r.headers["authorization"] for r in calls} == {f"Bot {DISCORD_TOKEN}"}
+    assert {r.headers["authorization"] for r in calls} == {f"Bot {DISCORD_BOT_TOKEN}"}
     assert all(len(r.json["content"]) <= 2000 for r in calls)
     assert all(r.json["allowed_mentions"] == {"parse": []} for r in calls)
     assert "\n\n".join(r.json["content"] for r in calls) == LONG_ANSWER.strip()
@@ -163,13 +146,13 @@ def test_run_now_posts_a_long_answer_in_the_discord_channel_in_pieces(
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("worker")
-def test_a_failed_run_posts_a_short_note_naming_the_job(acme, slack, channel_api, model):
+def test_a_failed_run_posts_a_short_note_naming_the_job(acme, slack_binding, channel_api, model):
     model.add_rule(match="boom", status=400, reply="bad request from the model")
     job = create_job(
         acme,
         name="nightly report",
         message="boom",
-        delivery={"binding": slack.pk, "channel": "C0OPS"},
+        delivery={"binding": slack_binding.pk, "channel": "C0OPS"},
     )
 
     turn = wait_for_turn(run_now(acme, job)["turn_id"])
@@ -186,11 +169,11 @@ def test_a_failed_run_posts_a_short_note_naming_the_job(acme, slack, channel_api
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("worker")
-def test_a_refused_post_shows_as_failed_in_the_run_history(acme, slack, channel_api):
+def test_a_refused_post_shows_as_failed_in_the_run_history(acme, slack_binding, channel_api):
     channel_api.fail(
         path=r"chat\.postMessage", status=200, body={"ok": False, "error": "not_in_channel"}
     )
-    job = create_job(acme, delivery={"binding": slack.pk, "channel": "C0PRIVATE"})
+    job = create_job(acme, delivery={"binding": slack_binding.pk, "channel": "C0PRIVATE"})
 
     run_now(acme, job)
 
@@ -280,9 +263,9 @@ def tokenless(acme, agent):
     ],
 )
 def test_an_invalid_delivery_is_a_400_that_says_what_is_wrong(
-    acme, slack, discord, tokenless, delivery, says
+    acme, slack_binding, discord_binding, tokenless, delivery, says
 ):
-    ids = {"SLACK": slack.pk, "DISCORD": discord.pk, "TOKENLESS": tokenless.pk}
+    ids = {"SLACK": slack_binding.pk, "DISCORD": discord_binding.pk, "TOKENLESS": tokenless.pk}
     if isinstance(delivery, dict) and delivery.get("binding") in ids:
         delivery = {**delivery, "binding": ids[delivery["binding"]]}
     body = {"agent": "ops", "message": "hi", "schedule": {"every_seconds": 60}}
@@ -298,11 +281,11 @@ def test_an_invalid_delivery_is_a_400_that_says_what_is_wrong(
 
 @pytest.mark.django_db
 def test_a_run_whose_binding_was_deleted_is_sent_and_says_it_was_not_delivered(
-    acme, slack, channel_api
+    acme, slack_binding, channel_api
 ):
-    job = create_job(acme, delivery={"binding": slack.pk, "channel": "C1"})
-    binding_id = slack.pk
-    slack.delete()
+    job = create_job(acme, delivery={"binding": slack_binding.pk, "channel": "C1"})
+    binding_id = slack_binding.pk
+    slack_binding.delete()
 
     run = run_now(acme, job)
 
@@ -335,7 +318,7 @@ def test_the_delivery_shapes_are_in_the_schema():
 
 @pytest.mark.django_db
 def test_the_admin_checks_a_delivery_like_the_api_and_shows_how_runs_posted(
-    acme, globex, slack, admin_client
+    acme, globex, slack_binding, admin_client
 ):
     AgentFactory(tenant=globex.tenant, slug="ops")
     theirs = ChannelBindingFactory(
@@ -343,7 +326,7 @@ def test_the_admin_checks_a_delivery_like_the_api_and_shows_how_runs_posted(
     )
     form = {
         "tenant": acme.tenant.pk,
-        "agent": slack.agent.pk,
+        "agent": slack_binding.agent.pk,
         "message": "hi",
         "every_seconds": "60",
         "enabled": "on",
@@ -357,14 +340,14 @@ def test_the_admin_checks_a_delivery_like_the_api_and_shows_how_runs_posted(
     )
     good = admin_client.post(
         "/admin/agents/cronjob/add/",
-        {**form, "delivery": f'{{"binding": {slack.pk}, "channel": " C1 "}}'},
+        {**form, "delivery": f'{{"binding": {slack_binding.pk}, "channel": " C1 "}}'},
     )
 
     assert stolen.status_code == 200  # the form again, with the error
     assert f"There is no channel binding {theirs.pk}." in stolen.content.decode()
     assert good.status_code == 302, good.context["errors"]
     job = CronJob.objects.get()
-    assert job.delivery == {"binding": slack.pk, "channel": "C1", "thread_ts": None}
+    assert job.delivery == {"binding": slack_binding.pk, "channel": "C1", "thread_ts": None}
     run = run_now(acme, {"id": job.pk})
     assert run["delivery"]["status"] == "pending"  # no worker here: the turn stays queued
     page = admin_client.get(f"/admin/agents/cronjob/{job.pk}/change/").content.decode()
