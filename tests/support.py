@@ -16,6 +16,7 @@ import httpx
 from django.db import connection
 
 from agents.models import FINAL_STATUSES, Message, Turn
+from beamclaw.celery import app
 from tests.factories import AgentFactory, ProviderCredentialFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,12 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
         time.sleep(interval)
+
+
+def active_queues(hostname: str) -> set[str]:
+    """The queues a running worker consumes, as it answers `inspect active_queues`."""
+    reply = app.control.inspect([hostname], timeout=2).active_queues() or {}
+    return {queue["name"] for queue in reply.get(hostname, [])}
 
 
 def free_port() -> int:

@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from tests.support import ROOT
+from beamclaw.celery import tenant_queue
+from tenants.models import Tenant
+from tests.support import ROOT, active_queues, wait_until
 
 README = ROOT / "README.md"
 README_BASE_URL = "http://127.0.0.1:8000"
@@ -183,6 +185,12 @@ def shell_env(platform_env: dict[str, str], demo_dir: Path) -> dict[str, str]:
 # passes the default 120 s, while each command keeps its own 120 s limit.
 @pytest.mark.timeout(360)
 def test_the_readme_examples_run_as_written(stack, demo_dir, platform_env):
+    # As under `make run`, where the worker starts after bootstrap_demo: the demo tenant's
+    # queue is consumed before the first message (a busy suite's worker can take its
+    # reconcile tick late, and the README's `"wait": 30` would then answer `queued`).
+    queue = tenant_queue(Tenant.objects.get().slug)
+    hostname = f"worker@{os.uname().nodename}"
+    wait_until(lambda: queue in active_queues(hostname), timeout=60, message=f"{queue} consumed")
     env = shell_env(platform_env, demo_dir)
     prelude = ""  # variable assignments (KEY=..., API=...) carry to later commands
     sections = [

@@ -5,11 +5,10 @@ import uuid
 
 import pytest
 
-from beamclaw.celery import app
 from fleet.shards import Shard, parse_shard, shard_index
 from tenants.services import create_tenant
 from tests.conftest import start_worker
-from tests.support import wait_until
+from tests.support import active_queues, wait_until
 
 
 def test_shards_split_tenants_stably_and_dedicated_tenants_skip_them():
@@ -33,11 +32,6 @@ def test_a_bad_shard_option_says_what_is_wrong(bad):
         parse_shard(bad)
 
 
-def _active_queues(hostname: str) -> set[str]:
-    reply = app.control.inspect([hostname], timeout=2).active_queues() or {}
-    return {q["name"] for q in reply.get(hostname, [])}
-
-
 def _slug_in_shard(shard: int, count: int, prefix: str) -> str:
     return next(f"{prefix}{i}" for i in range(1000) if shard_index(f"{prefix}{i}", count) == shard)
 
@@ -49,7 +43,7 @@ def test_a_shard_worker_consumes_only_its_tenants_old_and_new(platform_env, log_
     worker = start_worker(platform_env, log_dir, name="shard1", extra=["--shard", "1/2"])
     hostname = f"shard1@{os.uname().nodename}"
     try:
-        queues = _active_queues(hostname)
+        queues = active_queues(hostname)
         assert f"tenant.{mine_before}" in queues
         assert f"tenant.{theirs_before}" not in queues
 
@@ -57,11 +51,11 @@ def test_a_shard_worker_consumes_only_its_tenants_old_and_new(platform_env, log_
         theirs_new = create_tenant(slug=_slug_in_shard(0, 2, "new")).slug
 
         wait_until(
-            lambda: f"tenant.{mine_new}" in _active_queues(hostname),
+            lambda: f"tenant.{mine_new}" in active_queues(hostname),
             timeout=10,
             message="the new tenant's queue on its shard's worker",
         )
-        assert f"tenant.{theirs_new}" not in _active_queues(hostname)
+        assert f"tenant.{theirs_new}" not in active_queues(hostname)
     finally:
         worker.stop()
 
