@@ -16,15 +16,15 @@ from django.dispatch import receiver
 from beamclaw.installation import installation_id
 
 _lock = threading.Lock()
-_scripts: dict[Path, Any] = {}
+_scripts: dict[Path | str, Any] = {}
 
 
-def lua_script(client: redis.Redis | aioredis.Redis, source: Path):
-    """The Lua script in `source`, registered on `client` once (it runs by EVALSHA and
-    falls back to EVAL after a Redis restart)."""
+def lua_script(client: redis.Redis | aioredis.Redis, source: Path | str):
+    """The Lua script in the file `source` (or the script `source`), registered on `client`
+    once: it runs by EVALSHA, and falls back to EVAL after a Redis restart."""
     cached = _scripts.get(source)
     if cached is None or cached.registered_client is not client:
-        cached = client.register_script(source.read_text())
+        cached = client.register_script(source.read_text() if isinstance(source, Path) else source)
         _scripts[source] = cached
     return cached
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db.models import F, Sum
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 from beamclaw.redis import get_redis, key, lua_script
@@ -128,16 +129,23 @@ def settle(reservation: Reservation, actual_tokens: int) -> None:
     Never fails the caller: the answer is already paid for. If Redis is unreachable the
     counter keeps the estimate until it is re-seeded from the usage table.
     """
-    delta = actual_tokens - reservation.estimate
-    if not delta:
+    if actual_tokens == reservation.estimate:
         return
     pipe = get_redis().pipeline(transaction=False)
-    pipe.incrby(reservation.day_key, delta)
-    pipe.incrby(reservation.month_key, delta)
+    settle_on(pipe, reservation, actual_tokens)
     try:
         pipe.execute()
     except RedisError:
         log.warning("could not settle token usage for tenant %s", reservation.tenant_id)
+
+
+def settle_on(pipe: Pipeline, reservation: Reservation, actual_tokens: int) -> None:
+    """settle(), queued on `pipe` to go with the caller's next round trip; the caller runs
+    it and, like settle(), must not fail on an error (the counter keeps the estimate)."""
+    delta = actual_tokens - reservation.estimate
+    if delta:
+        pipe.incrby(reservation.day_key, delta)
+        pipe.incrby(reservation.month_key, delta)
 
 
 # --- Concurrent turns -----------------------------------------------------------------

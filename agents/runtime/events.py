@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from redis.client import Pipeline
 
 from agents.models import Session, Turn
 from beamclaw.redis import get_redis, key, row_tag
@@ -36,17 +37,25 @@ def publish(turn: Turn, events: list[tuple[str, dict]]) -> str | None:
     """
     if not events:
         return None
+    pipe = get_redis().pipeline(transaction=False)
+    add_to(pipe, turn, events)
+    ids = pipe.execute()
+    return ids[2 * (len(events) - 1)]
+
+
+def add_to(pipe: Pipeline, turn: Turn, events: list[tuple[str, dict]]) -> None:
+    """Queue the commands that publish `events` on `pipe`, to go with other commands in one
+    round trip: two XADDs per event (turn stream, then session stream), then the expiries."""
+    if not events:
+        return
     ttl = settings.EVENT_STREAM_TTL_SECONDS
     streams = (turn_stream(turn), session_stream(turn.session))
-    pipe = get_redis().pipeline(transaction=False)
     for event_type, data in events:
         fields = {"type": event_type, "turn_id": turn.pk, "data": json.dumps(data, default=str)}
         for stream in streams:
             pipe.xadd(stream, fields, maxlen=STREAM_MAXLEN, approximate=True)
     for stream in streams:
         pipe.expire(stream, ttl)
-    ids = pipe.execute()
-    return ids[2 * (len(events) - 1)]
 
 
 def decode(fields: dict[str, str]) -> dict[str, Any]:
@@ -78,8 +87,10 @@ class DeltaBuffer:
         if time.monotonic() - self._last >= self._interval:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, publish_one=None) -> None:
+        """Publish what is held; through `publish_one` if given (the last piece of a call
+        can go out with the turn's next round trip)."""
         if self._parts:
-            self._publish_one("message.delta", {"text": "".join(self._parts)})
+            (publish_one or self._publish_one)("message.delta", {"text": "".join(self._parts)})
             self._parts = []
         self._last = time.monotonic()

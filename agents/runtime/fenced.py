@@ -8,12 +8,15 @@ session since, in which case nothing is written and LeaseLost is raised.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import connection, transaction
 from django.db.models import Case, F, PositiveIntegerField, Q, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.models import (
+    ACTIVE_STATUSES,
     DELIVERED_SOURCES,
     ChannelDelivery,
     Message,
@@ -25,19 +28,36 @@ from tenants.models import UsageRecord
 
 from .lease import LeaseLost
 
+_LOCK_SESSION = (
+    "UPDATE agents_session SET last_seq = last_seq + %s, last_activity_at = %s "
+    "WHERE id = %s AND fence = %s RETURNING last_seq"
+)
+# The same, and whether the session holds an unfinished turn besides this one: read with
+# the lock, it spares the session loop a query after most turns.
+_LOCK_SESSION_LOOKING_AHEAD = _LOCK_SESSION + (
+    ", EXISTS (SELECT 1 FROM agents_turn WHERE session_id = %s AND id <> %s AND status IN ("
+    + ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
+    + "))"
+)
 
-def _take_seqs(session_id: int, fence: int, count: int) -> int:
-    """Lock the session (fenced) and reserve `count` sequence numbers; return the first."""
+
+def _lock_session(session_id: int, fence: int, *, take: int = 0) -> int:
+    """Lock the session (fenced) and reserve `take` sequence numbers; return its last_seq."""
+    return _locked(_LOCK_SESSION, [take, timezone.now(), session_id, fence], session_id, fence)[0]
+
+
+def _locked(sql: str, params: list, session_id: int, fence: int) -> tuple:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE agents_session SET last_seq = last_seq + %s, last_activity_at = %s "
-            "WHERE id = %s AND fence = %s RETURNING last_seq",
-            [count, timezone.now(), session_id, fence],
-        )
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         raise LeaseLost(f"session {session_id} is fenced past token {fence}")
-    return row[0] - count + 1
+    return row
+
+
+def _take_seqs(session_id: int, fence: int, count: int) -> int:
+    """Lock the session (fenced) and reserve `count` sequence numbers; return the first."""
+    return _lock_session(session_id, fence, take=count) - count + 1
 
 
 def start_turn(turn: Turn, fence: int) -> bool:
@@ -46,7 +66,7 @@ def start_turn(turn: Turn, fence: int) -> bool:
     False when the turn is no longer runnable (cancelled while it waited).
     """
     with transaction.atomic():
-        _take_seqs(turn.session_id, fence, 0)  # lock first: a `collect` may be adding
+        last_seq = _lock_session(turn.session_id, fence)  # first: a `collect` may be adding
         # An attempt is a first start or a restart after a worker died with the turn
         # `running`; resuming after a park, a hand-back or sub-agents is not a new one.
         new_attempt = Q(status=TurnStatus.RUNNING) | Q(started_at__isnull=True)
@@ -66,20 +86,58 @@ def start_turn(turn: Turn, fence: int) -> bool:
         )
         if not claimed:
             return False
-        pending = list(
-            Message.objects.filter(turn=turn, seq__isnull=True, role=MessageRole.USER)
-            .order_by("id")
-            .values_list("id", flat=True)
-        )
-        if pending:
-            first = _take_seqs(turn.session_id, fence, len(pending))
-            for offset, message_id in enumerate(pending):
-                Message.objects.filter(pk=message_id).update(seq=first + offset)
+        _number_user_messages(turn, fence, last_seq)
     if turn.status == TurnStatus.RUNNING or turn.started_at is None:
         turn.attempts += 1
     turn.status = TurnStatus.RUNNING
     turn.fence = fence
     return True
+
+
+# The turn's unnumbered user messages take the next places, in arrival order, and the
+# session's counter moves past them: one statement, however many messages a `collect`
+# gathered. It runs after the session row is locked, so it sees every message committed
+# before the lock (a statement's snapshot is taken when it starts).
+_NUMBER_USER_MESSAGES = """
+WITH pending AS (
+    SELECT id, row_number() OVER (ORDER BY id) AS place
+    FROM agents_message
+    WHERE turn_id = %(turn)s AND seq IS NULL AND role = %(role)s
+), numbered AS (
+    UPDATE agents_message SET seq = %(last_seq)s + pending.place
+    FROM pending WHERE agents_message.id = pending.id
+    RETURNING 1
+)
+UPDATE agents_session SET last_seq = last_seq + (SELECT count(*) FROM numbered)
+WHERE id = %(session)s AND fence = %(fence)s
+"""
+
+
+def _number_user_messages(turn: Turn, fence: int, last_seq: int) -> None:
+    """Give the turn's user messages their places; the session row is locked (fenced)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _NUMBER_USER_MESSAGES,
+                {
+                    "turn": turn.pk,
+                    "role": MessageRole.USER.value,
+                    "last_seq": last_seq,
+                    "session": turn.session_id,
+                    "fence": fence,
+                },
+            )
+        return
+    # SQLite (development) has no UPDATE inside WITH: the same, a statement per message.
+    pending = list(
+        Message.objects.filter(turn=turn, seq__isnull=True, role=MessageRole.USER)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    if pending:
+        first = _take_seqs(turn.session_id, fence, len(pending))
+        for offset, message_id in enumerate(pending):
+            Message.objects.filter(pk=message_id).update(seq=first + offset)
 
 
 def append(
@@ -107,8 +165,18 @@ def _write_step(
     messages: list[Message],
     usage: list[UsageRecord] | None,
     turn_fields: dict[str, object],
-) -> None:
-    first = _take_seqs(turn.session_id, fence, len(messages))
+    *,
+    look_ahead: bool = False,
+) -> bool:
+    """Returns whether the session may hold another unfinished turn (always True unless
+    `look_ahead` asked the database)."""
+    lock = [len(messages), timezone.now(), turn.session_id, fence]
+    if look_ahead:
+        sql, params = _LOCK_SESSION_LOOKING_AHEAD, [*lock, turn.session_id, turn.pk]
+    else:
+        sql, params = _LOCK_SESSION, lock
+    row = _locked(sql, params, turn.session_id, fence)
+    first = row[0] - len(messages) + 1
     for offset, message in enumerate(messages):
         message.session_id = turn.session_id
         message.turn = turn
@@ -119,6 +187,7 @@ def _write_step(
         UsageRecord.objects.bulk_create(usage)
     if turn_fields:
         Turn.objects.filter(pk=turn.pk).update(**turn_fields)
+    return bool(row[1]) if look_ahead else True
 
 
 def _committed(turn: Turn, usage: list[UsageRecord] | None, turn_fields: dict[str, object]) -> None:
@@ -141,8 +210,17 @@ def park_queued(turn: Turn, fence: int, **waiting: object) -> bool:
     """Note on a queued turn what it waits for (`waiting_reason`, `resumes_at`) when it
     could not start; False when it is no longer queued (another worker started it)."""
     with transaction.atomic():
-        _take_seqs(turn.session_id, fence, 0)
+        _lock_session(turn.session_id, fence)
         return bool(Turn.objects.filter(pk=turn.pk, status=TurnStatus.QUEUED).update(**waiting))
+
+
+@dataclass(frozen=True)
+class Finished:
+    # A channel turn's reply became due: the caller sends its trigger.
+    reply_due: bool
+    # The session held another unfinished turn when this one ended. False is a snapshot:
+    # a turn submitted since is found by the session loop's look after it lets go.
+    more_turns: bool
 
 
 def finish(
@@ -155,12 +233,12 @@ def finish(
     messages: list[Message] | None = None,
     usage: list[UsageRecord] | None = None,
     **turn_fields: object,
-) -> bool:
+) -> Finished:
     """End the turn (with its final messages, if any) in one fenced transaction.
 
     A channel turn's reply becomes due in the same transaction, so no worker crash or
     broker outage after the commit can lose it: the reaper posts what the caller could
-    not. Returns whether a reply is due now (the caller sends its trigger).
+    not. Says whether a reply is due now (the caller sends its trigger).
     """
     now = timezone.now()
     fields = dict(
@@ -172,10 +250,10 @@ def finish(
     )
     reply_due = False
     with transaction.atomic():
-        _write_step(turn, fence, messages or [], usage, fields)
+        more_turns = _write_step(turn, fence, messages or [], usage, fields, look_ahead=True)
         if turn.source in DELIVERED_SOURCES:  # reply: due now, sent by the caller
             reply_due = bool(
                 ChannelDelivery.objects.filter(turn_id=turn.pk).update(next_attempt_at=now)
             )
     _committed(turn, usage, fields)
-    return reply_due
+    return Finished(reply_due=reply_due, more_turns=more_turns)

@@ -17,7 +17,7 @@ import uuid
 from django.conf import settings
 from django.db import connection
 
-from beamclaw.redis import get_redis, key
+from beamclaw.redis import get_redis, key, lua_script
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +85,15 @@ class Lease:
         with self._guard:
             if self._released:
                 return True  # nothing to keep; not lost either
-            return bool(
-                get_redis().eval(_RENEW, len(keys), *keys, self.owner, ttl_ms, self.session_id)
-            )
+            renew = lua_script(get_redis(), _RENEW)
+            return bool(renew(keys=keys, args=[self.owner, ttl_ms, self.session_id]))
 
     def release(self) -> None:
         keeper.forget(self)
         with self._guard:
             self._released = True
             try:
-                get_redis().eval(_RELEASE, 1, self.key, self.owner)
+                lua_script(get_redis(), _RELEASE)(keys=[self.key], args=[self.owner])
             except Exception:  # it expires on its own; the fence keeps us safe either way
                 log.warning("could not release lease %s", self.key, exc_info=True)
 

@@ -49,7 +49,7 @@ from .context import build_context, estimate_tokens, load_history, tokens_for_ch
 from .dispatch import dispatch_reply, dispatch_session
 from .lease import Lease, LeaseLost
 from .memory import SessionMemory
-from .provider_choice import provider_for
+from .provider_choice import provider_for, saved_credential, with_credential
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,14 @@ class TurnRun:
     started: float
     # Usage records of model calls not yet written; the next fenced step writes them.
     usage: list[UsageRecord] = field(default_factory=list)
+    # Events that go out with the turn's next round trip to Redis (the cancel flag's read
+    # at the next step boundary, or the next publish), in order, before its own.
+    unsent: list[tuple[str, dict]] = field(default_factory=list)
+    # The last model call's budget reservation and the tokens it used: settled with the
+    # cancel flag's read right after the call.
+    unsettled: list[tuple[limits.Reservation, int]] = field(default_factory=list)
+    # Whether the session may hold another turn to run now (the end of the turn says).
+    more_turns: bool = True
 
     @property
     def labels(self) -> dict:
@@ -109,12 +117,35 @@ class TurnRun:
     def emit_event(self, event_type: str, data: dict | None = None) -> None:
         self.emit_events([(event_type, data or {})])
 
+    def emit_later(self, event_type: str, data: dict) -> None:
+        """Publish the event with the turn's next round trip to Redis, which comes soon."""
+        self.unsent.append((event_type, data))
+
     def emit_events(self, batch: list[tuple[str, dict]]) -> None:
-        """Publish events in one round trip."""
+        """Publish events (after the unsent ones) in one round trip."""
+        batch, self.unsent = self.unsent + batch, []
         try:
             events.publish(self.turn, batch)
         except Exception:  # live events are best effort; the rows are the truth
             log.warning("could not publish %s for turn %s", batch[0][0], self.turn.pk)
+
+    def read_cancel(self) -> str | None:
+        """The turn's cancel flag, read in one round trip with the unsent events and the
+        unsettled budget reservation."""
+        batch, self.unsent = self.unsent, []
+        unsettled, self.unsettled = self.unsettled, []
+        pipe = get_redis().pipeline(transaction=False)
+        for reservation, used in unsettled:
+            limits.settle_on(pipe, reservation, used)
+        events.add_to(pipe, self.turn, batch)
+        pipe.get(cancel_key(self.turn))
+        try:
+            reason = pipe.execute(raise_on_error=False)[-1]
+        except RedisError:  # Redis is down: no cancel can have been asked for meanwhile
+            if unsettled:  # as limits.settle: the counters keep the estimate
+                log.warning("could not settle token usage for tenant %s", self.turn.tenant_id)
+            return None
+        return None if isinstance(reason, Exception) else reason
 
 
 def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
@@ -148,11 +179,11 @@ def run_session(tenant_id: int, tenant_slug: str, session_id: int) -> None:
                     parked = True
                     break
                 try:
-                    _run_with_slot(turn, lease)
+                    more_turns = _run_with_slot(turn, lease)
                 except ParkTurn as park:
                     resume_after = park.delay
                     break
-                turn = next_turn(session_id) if has_runnable_turn(session_id) else None
+                turn = next_turn(session_id) if more_turns else None
         except LeaseLost:
             log.warning("lost the lease on session %s; stopping", session_id)
             return
@@ -190,10 +221,10 @@ def _note_rate_parked(turn: Turn, resumes_in: float) -> None:
         log.warning("could not count session %s as parked", turn.session_id)
 
 
-def _run_with_slot(turn: Turn, lease: Lease) -> None:
+def _run_with_slot(turn: Turn, lease: Lease) -> bool:
     lease.slot_key = limits.slots_key(turn.tenant_id)
     try:
-        run_turn(turn, lease)
+        return run_turn(turn, lease)
     finally:
         lease.slot_key = None
         try:
@@ -208,7 +239,7 @@ def _run_with_slot(turn: Turn, lease: Lease) -> None:
 def next_turn(session_id: int) -> Turn | None:
     """The session's oldest unfinished turn, if it can run now (a waiting one blocks)."""
     turn = (
-        Turn.objects.filter(session_id=session_id, status__in=ACTIVE_STATUSES)
+        with_credential(Turn.objects.filter(session_id=session_id, status__in=ACTIVE_STATUSES))
         .select_related("agent", "tenant", "session")
         .order_by("id")
         .first()
@@ -228,17 +259,18 @@ def has_runnable_turn(session_id: int) -> bool:
     return status is not None and status != TurnStatus.WAITING
 
 
-def run_turn(turn: Turn, lease: Lease) -> None:
+def run_turn(turn: Turn, lease: Lease) -> bool:
+    """Run the turn; returns whether the session may have another turn to run now."""
     # Each model call's usage record rides along with the turn's next fenced write; any a
     # turn could not write that way (lease lost, crash) are saved here.
     usage: list[UsageRecord] = []
     try:
-        _run_turn(turn, lease, usage)
+        return _run_turn(turn, lease, usage)
     finally:
         metering.save_unwritten(usage)  # money: the usage no fenced step could write
 
 
-def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> None:
+def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> bool:
     if turn.status == TurnStatus.RUNNING and turn.attempts >= settings.TURN_MAX_ATTEMPTS:
         # It was running when its worker died, again and again: a poison turn.
         run = TurnRun(turn, lease, deadline=0, started=time.monotonic(), usage=usage)
@@ -248,14 +280,14 @@ def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> None:
             "worker_lost",
             f"The turn was interrupted {turn.attempts} times; giving up.",
         )
-        return
+        return run.more_turns
     if not fenced.start_turn(turn, lease.fence):
-        return  # cancelled while it waited
+        return True  # cancelled while it waited
     now = time.monotonic()
     run = TurnRun(
         turn, lease, deadline=now + turn.agent.turn_timeout_seconds, started=now, usage=usage
     )
-    run.emit_event("turn.started", {"attempt": turn.attempts})
+    run.emit_later("turn.started", {"attempt": turn.attempts})  # the first boundary sends it
     emit("turn.started", **run.labels, session_id=turn.session_id, attempt=turn.attempts)
     try:
         if not turn.tenant.is_active:
@@ -266,7 +298,7 @@ def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> None:
     except ProviderError as exc:
         _finish(run, TurnStatus.FAILED, exc.code, exc.message)
     except WaitForChildren:
-        return
+        return True
     except ParkTurn as park:
         waiting = _parked(park.waiting_reason, park.delay) if park.waiting_reason else {}
         fenced.requeue(turn, lease.fence, usage=run.usage, **_usage(turn), **waiting)
@@ -287,6 +319,7 @@ def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> None:
             "internal_error",
             f"The turn failed on an internal error (reference {reference}).",
         )
+    return run.more_turns
 
 
 def _usage(turn: Turn) -> dict:
@@ -301,7 +334,7 @@ def _finish(
     run: TurnRun, status: str, code: str = "", message: str = "", final: Message | None = None
 ) -> None:
     turn = run.turn
-    reply_due = fenced.finish(
+    finished = fenced.finish(
         turn,
         run.lease.fence,
         status=status,
@@ -313,7 +346,8 @@ def _finish(
     )
     pause_point("turn.committed")
     # Reply: fenced.finish made a channel turn's reply due in its commit; this sends it.
-    if reply_due:
+    run.more_turns = finished.more_turns
+    if finished.reply_due:
         # If this trigger is lost (the broker is down, or this worker dies first), the
         # reaper sends another: the reply was made due in the commit above.
         dispatch_reply(turn.tenant.slug, turn.pk)
@@ -331,11 +365,8 @@ def _finish(
 
 def _check_boundary(run: TurnRun, *, hand_back: bool = True) -> None:
     """Between steps: a lost lease stops, a cancel ends the turn, a drain hands it back."""
+    reason = run.read_cancel()  # first: what it sends must go out even if the lease is lost
     run.lease.check()
-    try:
-        reason = get_redis().get(cancel_key(run.turn))
-    except RedisError:  # Redis is down: no cancel can have been asked for meanwhile
-        reason = None
     if reason:
         raise StopTurn(TurnStatus.CANCELLED, reason, f"The turn was {reason}.")
     if hand_back and handover.should_hand_over():
@@ -361,7 +392,7 @@ def _release_db_connection() -> None:
 
 def _loop(run: TurnRun) -> None:
     turn, agent = run.turn, run.turn.agent
-    provider = provider_for(agent)
+    provider = provider_for(agent, saved_credential(turn))
     tool_specs = registry.specs_for(agent.tools)
     while True:
         _check_boundary(run)
@@ -476,13 +507,12 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
         for reservation in reservations:
             limits.settle(reservation, 0)
         raise
-    deltas.flush()
+    deltas.flush(run.emit_later)  # with the cancel check right after the call
     # Money: the tenant's budget counters are settled with what the call used, and the
     # call is billed (its usage record rides along with the next fenced step).
     used = response.usage.input_tokens + response.usage.output_tokens
     for reservation in reservations[:-1]:
         limits.settle(reservation, 0)  # failed attempts used nothing we are billed for
-    limits.settle(reservations[-1], used)
     turn.iterations += 1
     _bill(run, provider, request, response.usage.input_tokens, response.usage.output_tokens)
     emit(
@@ -496,6 +526,8 @@ def _call_model(run: TurnRun, provider, request: ProviderRequest) -> ProviderRes
         ok=True,
         error_code="",
     )
+    # Settled by the step boundary that follows the call at once (with its one round trip).
+    run.unsettled.append((reservations[-1], used))
     return response
 
 

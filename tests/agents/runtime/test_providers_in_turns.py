@@ -104,3 +104,25 @@ def test_the_offline_model_delegates_to_another_agent_when_asked(acme):
     assert turn.status == "succeeded"
     assert conversation("agent:boss:main")[-1][2] == "assistant answered: The result is 84."
     assert turn.children.get().session.key.startswith("agent:assistant:sub:")
+
+
+def test_a_key_saved_between_turns_is_the_one_the_next_turn_sends(acme, globex, agent, model):
+    # The worker keeps decrypted keys in memory: a key saved in the web must still reach
+    # the very next turn, and each tenant's turn must send that tenant's own key.
+    ProviderCredentialFactory(tenant=globex.tenant, api_key="sk-globex", base_url=model.url_openai)
+    AgentFactory(tenant=globex.tenant, slug="ops", provider="openai", model="fake-1")
+
+    assert wait_for_turn(send(acme, "agent:ops:main", "one")["turn"]["id"]).status == "succeeded"
+    response = acme.client.put(
+        "/api/v1/providers/openai",
+        {"api_key": "sk-rotated", "base_url": model.url_openai},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    assert wait_for_turn(send(acme, "agent:ops:main", "two")["turn"]["id"]).status == "succeeded"
+    assert wait_for_turn(send(globex, "agent:ops:main", "three")["turn"]["id"]).status == (
+        "succeeded"
+    )
+
+    keys = [r["headers"]["authorization"] for r in model.requests]
+    assert keys == ["Bearer sk-test", "Bearer sk-rotated", "Bearer sk-globex"]
