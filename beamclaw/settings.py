@@ -360,6 +360,10 @@ STREAM_LEASE_SECONDS = env_float("STREAM_LEASE_SECONDS", 30.0)
 # How often a web process re-checks the keys of its open streams: a revoked key or a
 # suspended tenant loses its streams within this.
 STREAM_ACCESS_CHECK_SECONDS = env_float("STREAM_ACCESS_CHECK_SECONDS", 2.0)
+# A web process answers an API key it admitted this recently without the database
+# (tenants.admitted_keys): a key revoked, or a tenant suspended, in another process is
+# refused here within this; in this process at once. 0 turns the cache off.
+API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 2.0)
 # Retry-After of a stream refused over a cap (streams end when clients leave: no schedule).
 STREAM_RETRY_AFTER_SECONDS = 5
 
