@@ -2,7 +2,8 @@
 event loop: adrf runs `initial()` in a thread and, from there, hops back to the loop for
 throttles even when none is async. Here each check says how it waits: an authenticator
 or throttle with an async variant (`aauthenticate`, `aallow_request`) is awaited, any
-other runs in a thread of its own; permissions are plain checks, run inline.
+other runs in a thread of its own; permissions are plain checks, run inline. A view
+that needs a step before its handler overrides `ainitial`: `initial` is not called.
 """
 
 from __future__ import annotations
