@@ -87,12 +87,10 @@ def reply_of(turn: Turn) -> Message | None:
     return _replies().filter(turn=turn).first()
 
 
-def turn_with_reply(turn_id: int) -> tuple[Turn, str | None]:
-    """A turn and the text of its final answer (as reply_of), in one query."""
+def turn_with_reply(turn: Turn) -> tuple[Turn, str | None]:
+    """`turn` read again, as it is now, and the text of its final answer (as reply_of), in
+    one query on the turn row alone: its session and agent are the ones `turn` holds."""
     reply = _replies().filter(turn=OuterRef("pk")).values("content")[:1]
-    turn = (
-        Turn.objects.select_related("session", "agent")
-        .annotate(reply_text=Subquery(reply))
-        .get(pk=turn_id)
-    )
-    return turn, turn.reply_text
+    fresh = Turn.objects.annotate(reply_text=Subquery(reply)).get(pk=turn.pk)
+    fresh.session, fresh.agent = turn.session, turn.agent
+    return fresh, fresh.reply_text

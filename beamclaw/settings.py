@@ -104,16 +104,26 @@ INSTALLED_APPS = [
     "bench",
 ]
 
+# Every one runs on the event loop under ASGI (beamclaw/middleware.py says how): an API
+# request reaches its view without a thread hop.
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "beamclaw.middleware.SecurityHeaders",  # Django's SecurityMiddleware
+    "beamclaw.middleware.StaticFiles",  # WhiteNoise, under STATIC_URL only
     "beamclaw.api.errors.json_errors_middleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "beamclaw.middleware.SlashRedirects",  # Django's CommonMiddleware
+    "beamclaw.middleware.SessionPaths",  # session, CSRF, auth, messages: SESSION_PATHS only
+    "beamclaw.middleware.FrameOptions",  # Django's XFrameOptionsMiddleware
+]
+# The paths that use a cookie session: the admin, and the ops API (staff may sign in there
+# with the admin's session).
+SESSION_PATHS = ["/admin/", "/api/v1/ops/"]
+# Django looks for its own middleware by name; ours above are those, or run them.
+SILENCED_SYSTEM_CHECKS = [
+    "admin.E408",  # AuthenticationMiddleware: run by SessionPaths
+    "admin.E409",  # MessageMiddleware: run by SessionPaths
+    "admin.E410",  # SessionMiddleware: run by SessionPaths
+    "security.W001",  # SecurityMiddleware: SecurityHeaders is it
+    "security.W002",  # XFrameOptionsMiddleware: FrameOptions is it
 ]
 
 ROOT_URLCONF = "beamclaw.urls"
@@ -350,6 +360,10 @@ STREAM_LEASE_SECONDS = env_float("STREAM_LEASE_SECONDS", 30.0)
 # How often a web process re-checks the keys of its open streams: a revoked key or a
 # suspended tenant loses its streams within this.
 STREAM_ACCESS_CHECK_SECONDS = env_float("STREAM_ACCESS_CHECK_SECONDS", 2.0)
+# A web process answers an API key it admitted this recently without the database
+# (tenants.admitted_keys): a key revoked, or a tenant suspended, in another process is
+# refused here within this; in this process at once. 0 turns the cache off.
+API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 2.0)
 # Retry-After of a stream refused over a cap (streams end when clients leave: no schedule).
 STREAM_RETRY_AFTER_SECONDS = 5
 

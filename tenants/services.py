@@ -58,7 +58,7 @@ def set_limits(*, tenant: Tenant, **changes: int | bool) -> Tenant:
     return tenant
 
 
-def _hash(secret: str) -> str:
+def hash_secret(secret: str) -> str:
     # The secret has 256 bits of entropy, so a plain SHA-256 cannot be brute-forced;
     # a slow password hash would only slow down every request.
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -68,7 +68,7 @@ def issue_api_key(*, tenant: Tenant, name: str = "") -> IssuedKey:
     prefix = secrets.token_hex(4)
     secret = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey.objects.create(
-        tenant=tenant, name=name, prefix=prefix, secret_hash=_hash(secret)
+        tenant=tenant, name=name, prefix=prefix, secret_hash=hash_secret(secret)
     )
     return IssuedKey(api_key=api_key, secret=secret)
 
@@ -90,7 +90,7 @@ def find_api_key(secret: str) -> ApiKey | None:
     if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
         raise MalformedKey("not a BeamClaw API key")
     api_key = ApiKey.objects.select_related("tenant").filter(prefix=parts[1]).first()
-    if api_key is None or not hmac.compare_digest(api_key.secret_hash, _hash(secret)):
+    if api_key is None or not hmac.compare_digest(api_key.secret_hash, hash_secret(secret)):
         return None
     return api_key
 

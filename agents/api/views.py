@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 
-from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import StreamingHttpResponse
@@ -23,6 +22,7 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.models import ProviderName, Turn
 from agents.runtime import events
+from beamclaw.api.async_view import AsyncAPIView
 from beamclaw.api.pagination import CursorPagination
 from beamclaw.api.validation import validated
 from beamclaw.errors import NotFound
@@ -240,23 +240,20 @@ class SessionMessagesView(AsyncAPIView):
         finally:
             if held is not None:
                 await open_streams().release(held)
-        body = await sync_to_async(self._submission_body)(submission, finished)
-        return Response(body, status=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED)
-
-    @staticmethod
-    def _submission_body(submission, finished: bool) -> dict:
         if finished:
-            turn, reply = selectors.turn_with_reply(submission.turn.pk)
-            replies = {turn.pk: reply} if reply is not None else {}
-            payload = TurnSerializer(turn, context={"replies": replies}).data
+            turn, reply = await sync_to_async(selectors.turn_with_reply)(submission.turn)
+            payload = TurnSerializer(
+                turn, context={"replies": {turn.pk: reply} if reply is not None else {}}
+            ).data
         else:
-            payload = _turn_payload(submission.turn, with_reply=False)
-        return {
+            payload = _turn_payload(submission.turn, with_reply=False)  # no query: as stored
+        body = {
             "turn": payload,
             "message": MessageSerializer(submission.message).data,
             "new_turn": submission.new_turn,
             "delayed": submission.delayed,
         }
+        return Response(body, status=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED)
 
 
 def release_connection() -> None:

@@ -10,9 +10,11 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from asgiref.sync import iscoroutinefunction
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.decorators import sync_and_async_middleware
 from psycopg_pool import PoolTimeout
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -133,27 +135,37 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonR
     return JsonResponse(error_body("not_found", "No such resource."), status=404)
 
 
+def _in_json(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    if response.get("Content-Type", "").startswith("application/json"):
+        return response
+    if response.status_code == 404:
+        return not_found(request)
+    if response.status_code == 405:
+        allowed = response.get("Allow", "")
+        replacement = JsonResponse(
+            error_body("method_not_allowed", f"Allowed methods: {allowed or 'none'}."),
+            status=405,
+        )
+        replacement["Allow"] = allowed
+        return replacement
+    return response
+
+
+@sync_and_async_middleware
 def json_errors_middleware(get_response: Callable[[HttpRequest], HttpResponse]):
     """404 and 405 in the one JSON shape wherever they come from: Django's own 404 page
     (HTML; with DEBUG on it lists every URL pattern) and the empty 405 of `require_GET`.
     Sits outside CommonMiddleware, which may first turn a 404 into a redirect to the
-    address with a slash."""
+    address with a slash. Async under ASGI, so it costs no thread hop."""
+    if iscoroutinefunction(get_response):
+
+        async def amiddleware(request: HttpRequest) -> HttpResponse:
+            return _in_json(request, await get_response(request))
+
+        return amiddleware
 
     def middleware(request: HttpRequest) -> HttpResponse:
-        response = get_response(request)
-        if response.get("Content-Type", "").startswith("application/json"):
-            return response
-        if response.status_code == 404:
-            return not_found(request)
-        if response.status_code == 405:
-            allowed = response.get("Allow", "")
-            replacement = JsonResponse(
-                error_body("method_not_allowed", f"Allowed methods: {allowed or 'none'}."),
-                status=405,
-            )
-            replacement["Allow"] = allowed
-            return replacement
-        return response
+        return _in_json(request, get_response(request))
 
     return middleware
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
+from tenants import admitted_keys
 from tenants.models import ApiKey, Tenant
-from tenants.services import ApiKeyRefused, admitted_api_key, touch_api_key
+from tenants.services import ApiKeyRefused
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,13 @@ def _failed(code: str, message: str) -> exceptions.AuthenticationFailed:
 
 
 class ApiKeyAuthentication(BaseAuthentication):
+    """`authenticate` for sync views; `aauthenticate` for async ones (AsyncAPIView), which
+    answers a key admitted moments ago on the event loop and goes to a thread only for
+    the database."""
+
     keyword = b"bearer"
 
-    def authenticate(self, request):
+    def _secret(self, request) -> str | None:
         header = get_authorization_header(request).split()
         if not header:
             return None
@@ -52,18 +58,35 @@ class ApiKeyAuthentication(BaseAuthentication):
                 "invalid_authorization_header",
                 "The Authorization header must be 'Bearer <key>'.",
             )
-        try:
-            api_key = admitted_api_key(header[1].decode("latin-1"))
-        except ApiKeyRefused as refused:
-            if refused.status == TenantSuspended.status_code:  # a good key, a suspended tenant
-                raise TenantSuspended()
-            raise _failed(refused.code, refused.message)
-        touch_api_key(api_key)
-        return TenantPrincipal(tenant=api_key.tenant, api_key=api_key), api_key
+        return header[1].decode("latin-1")
+
+    def authenticate(self, request):
+        secret = self._secret(request)
+        return None if secret is None else _principal(_admit(secret))
+
+    async def aauthenticate(self, request):
+        secret = self._secret(request)
+        if secret is None:
+            return None
+        api_key = admitted_keys.recall(secret) or await sync_to_async(_admit)(secret)
+        return _principal(api_key)
 
     def authenticate_header(self, request) -> str:
         # Makes DRF answer 401 (not 403) when credentials are missing or wrong.
         return 'Bearer realm="api"'
+
+
+def _admit(secret: str) -> ApiKey:
+    try:
+        return admitted_keys.admit(secret)
+    except ApiKeyRefused as refused:
+        if refused.status == TenantSuspended.status_code:  # a good key, a suspended tenant
+            raise TenantSuspended()
+        raise _failed(refused.code, refused.message)
+
+
+def _principal(api_key: ApiKey) -> tuple[TenantPrincipal, ApiKey]:
+    return TenantPrincipal(tenant=api_key.tenant, api_key=api_key), api_key
 
 
 class IsTenant(permissions.BasePermission):

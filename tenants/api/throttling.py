@@ -7,7 +7,7 @@ import time
 from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
 
-from beamclaw.redis import get_redis, key
+from beamclaw.redis import get_async_redis, get_redis, key
 
 
 class ApiKeyRateThrottle(BaseThrottle):
@@ -28,23 +28,46 @@ class ApiKeyRateThrottle(BaseThrottle):
         seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]
         return int(count), seconds
 
-    def allow_request(self, request, view) -> bool:
+    def _counter(self, request) -> tuple[str, float, int] | None:
+        """The window's counter key, now and the window's start; None when not limited."""
         if self.limit is None or request.auth is None:
-            return True
+            return None
         now = time.time()
         window_start = int(now // self.window) * self.window
-        counter = key("throttle", request.auth.prefix, window_start)
-        pipe = get_redis().pipeline(transaction=False)
-        pipe.incr(counter)
-        pipe.expire(counter, self.window + 1)
-        try:
-            count, _ = pipe.execute()
-        except RedisError:
-            return True  # fail open: a Redis outage must not turn into an API outage
+        return key("throttle", request.auth.prefix, window_start), now, window_start
+
+    def _allowed(self, count: int, now: float, window_start: int) -> bool:
         if count <= self.limit:
             return True
         self._wait = window_start + self.window - now
         return False
+
+    def allow_request(self, request, view) -> bool:
+        if (counter := self._counter(request)) is None:
+            return True
+        name, now, window_start = counter
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.incr(name)
+        pipe.expire(name, self.window + 1)
+        try:
+            count, _ = pipe.execute()
+        except RedisError:
+            return True  # fail open: a Redis outage must not turn into an API outage
+        return self._allowed(count, now, window_start)
+
+    async def aallow_request(self, request, view) -> bool:
+        """allow_request on the event loop, for async views (AsyncAPIView)."""
+        if (counter := self._counter(request)) is None:
+            return True
+        name, now, window_start = counter
+        pipe = get_async_redis().pipeline(transaction=False)
+        pipe.incr(name)
+        pipe.expire(name, self.window + 1)
+        try:
+            count, _ = await pipe.execute()
+        except RedisError:
+            return True  # fail open, as allow_request
+        return self._allowed(count, now, window_start)
 
     def wait(self) -> float:
         return max(self._wait, 1.0)

@@ -25,6 +25,9 @@ POOL_TIMEOUT = 3
 def small_pool_web(platform_env, log_dir):
     """A web server whose pool has 2 connections and gives up on a third after 3 s."""
     env = dict(platform_env, DB_POOL_MIN="1", DB_POOL_MAX="2", DB_POOL_TIMEOUT=str(POOL_TIMEOUT))
+    # Requests are held on the pool's connections by a lock on the API keys table: each
+    # must read its key from the database, not from the key cache (tenants.admitted_keys).
+    env["API_KEY_CACHE_SECONDS"] = "0"
     process, base_url = start_web(env, log_dir, "small-pool-web")
     yield base_url
     process.stop()
