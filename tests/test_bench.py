@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -19,9 +20,15 @@ import pytest
 from .conftest import TEST_REDIS_URL
 from .support import ROOT
 
+# What a CPU row's value is the sum of (bench.report.cpu_rows).
+CPU_LINES = ("web", "workers", "postgres", "redis", "rabbitmq", "server", "model", "beat")
+CPU_LINES += ("client", "other")
 FIGURES = {
     "overhead": [
         "turns_per_s",
+        "turns_per_s_runs",
+        "floor_per_s",
+        "ratio_to_floor",
         "noop_per_s",
         "ratio_to_noop",
         "latency_p50_ms",
@@ -29,7 +36,12 @@ FIGURES = {
         "overhead_p50_ms",
         "overhead_p99_ms",
         "noop_alone_p50_ms",
+        "floor_alone_p50_ms",
+        "floor_alone_p99_ms",
         "cpu_ms_per_turn",
+        "cpu_ms_per_floor_turn",
+        "server_cpu_ms_per_turn",
+        "server_cpu_ratio_to_floor",
         "client_cpu_ms_per_turn",
         "completed",
         "failed",
@@ -39,6 +51,7 @@ FIGURES = {
         "throughput_per_s",
         "bound_per_s",
         "ratio_to_bound",
+        "ideal_per_s",
         "model_alone_per_s",
         "latency_minus_model_p50_ms",
         "latency_minus_model_p99_ms",
@@ -62,6 +75,7 @@ FIGURES = {
     "sessions": [
         "small_turns_per_s",
         "big_turns_per_s",
+        "big_turns_per_s_runs",
         "ratio_to_small",
         "small_worker_rss_peak_mb",
         "big_worker_rss_peak_mb",
@@ -85,6 +99,7 @@ FIGURES = {
         "backlog_empty_after_surge_s",
         "peak_workers",
         "worker_seconds",
+        "static_max_worker_seconds",
         "worker_seconds_ratio",
     ],
 }
@@ -118,6 +133,18 @@ def test_quick_bench_reports_every_figure_of_every_scenario(tmp_path):
     assert recovery["killed_after_finished"] < recovery["turns"]
     assert (recovery["lost"], recovery["duplicated"]) == (0, 0), recovery["statuses"]
     assert (recovery["lost_no_kill"], recovery["duplicated_no_kill"]) == (0, 0)
+    overhead = scenarios["overhead"]
+    # The pipeline floor answered every request, and the CPU lines add up to their totals.
+    assert overhead["figures"]["floor_failed"] == 0, overhead["notes"]
+    for name in ("cpu_ms_per_turn", "cpu_ms_per_floor_turn", "cpu_ms_per_noop"):
+        assert "client" in overhead["figures"][name] and "other" in overhead["figures"][name]
+    table = done.stdout.split("\noverhead — ", 1)[1].split("\n\n", 1)[0]
+    cpu_lines = [line for line in table.splitlines() if "CPU ms per" in line]
+    assert len(cpu_lines) == 6
+    for line in cpu_lines:
+        value, rest = re.search(r"CPU ms per \D*?(\d+\.\d+)\s+(.*)", line).groups()
+        shown = [float(v) for _, v in re.findall(f"({'|'.join(CPU_LINES)}) (\\d+\\.\\d+)", rest)]
+        assert float(value) == pytest.approx(sum(shown), abs=0.011), line
     elastic = scenarios["elastic"]["figures"]
     assert (elastic["lost"], elastic["duplicated"]) == (0, 0), scenarios["elastic"]["notes"]
     assert (elastic["static_lost"], elastic["static_duplicated"]) == (0, 0)
