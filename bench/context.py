@@ -16,7 +16,7 @@ from agents import services as agent_services
 from agents.models import ACTIVE_STATUSES, Turn
 from tenants import services as tenant_services
 
-from .database import BenchDatabase, delete_tenants, insert_idle_sessions
+from .database import BenchDatabase, delete_tenants, insert_idle_sessions, postgres_pids
 from .load import MESSAGES_PATH, Api, Job, Outcome, Progress, lanes_of, run_lanes
 from .measure import CpuMeter, MemorySampler, percentile
 from .options import Options
@@ -166,7 +166,8 @@ class Bench:
     def cpu_meter(self) -> CpuMeter:
         return CpuMeter(
             lambda: self.platform.component_pids(
-                self.redis_pid, postgres=self.database.vendor == "postgresql"
+                self.redis_pid,
+                postgres_pids() if self.database.vendor == "postgresql" else [],
             )
         )
 

@@ -146,6 +146,17 @@ def insert_idle_sessions(rows: list[tuple[int, int, str]]) -> float:
     return time.monotonic() - started
 
 
+def postgres_pids() -> list[int]:
+    """PostgreSQL's processes serving the run's database: its backends, and the server's
+    own (checkpointer, WAL writer, ...), which have no database. Backends of other
+    databases on a shared server are someone else's work; they fall under `other`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR datname IS NULL"
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
 def delete_tenants(ids: list[int]) -> None:
     """Delete tenants with everything they own. Their sessions without history go first in
     one statement (the ORM would load each of a million idle sessions to cascade), then

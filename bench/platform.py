@@ -368,9 +368,11 @@ class Platform:
     def worker_pids(self) -> list[int]:
         return [pid for w in self.workers if w.alive() for pid in process_tree(w.pid)]
 
-    def component_pids(self, redis_pid: int | None, postgres: bool) -> dict[str, list[int]]:
-        """Who to charge CPU to; PostgreSQL counts every backend (other databases' too), and
-        RabbitMQ, when it is the broker, its whole server."""
+    def component_pids(
+        self, redis_pid: int | None, postgres_pids: list[int]
+    ) -> dict[str, list[int]]:
+        """Who to charge CPU to: PostgreSQL's processes that serve the run's database
+        (bench.database.postgres_pids), RabbitMQ's whole server when it is the broker."""
         broker = {"rabbitmq": pids_named("beam.smp")} if self.rabbitmq else {}
         return {
             "client": [os.getpid()],
@@ -379,7 +381,7 @@ class Platform:
             "model": [self.model.pid] if self.model else [],
             "beat": process_tree(self.beat.pid) if self.beat else [],
             "redis": [redis_pid] if redis_pid else [],
-            "postgres": pids_named("postgres") if postgres else [],
+            "postgres": postgres_pids,
             **broker,
         }
 

@@ -311,7 +311,7 @@ def _report(results: list[Result], facts: dict, options: Options) -> None:
         "Configured as docker-compose.yml: DEBUG off, INFO logs in JSON, "
         + ", ".join(production)
         + ". Every process runs on this one machine; `other` in CPU figures is what the "
-        "rest of the machine used meanwhile.",
+        "rest of the machine used meanwhile (other databases' PostgreSQL backends too).",
     ]
     print(table(results, header), flush=True)
     if options.json_path:
