@@ -15,14 +15,13 @@ from tqdm import tqdm
 from agents import services as agent_services
 from agents.models import ACTIVE_STATUSES, Turn
 from tenants import services as tenant_services
-from tenants.models import Tenant
 
-from .database import BenchDatabase, insert_idle_sessions
-from .load import Api, Job, Outcome, Progress, lanes_of, run_lanes
+from .database import BenchDatabase, delete_tenants, insert_idle_sessions, postgres_pids
+from .load import MESSAGES_PATH, Api, Job, Outcome, Progress, lanes_of, run_lanes
 from .measure import CpuMeter, MemorySampler, percentile
 from .options import Options
 from .platform import Platform
-from .report import ms
+from .report import median_range, ms
 
 # Bench tenants' limits: high enough that no tenant limit is what a load runs into.
 RAISED_LIMITS = {
@@ -63,6 +62,7 @@ class Bench:
         self.database = database
         self.redis_url = redis_url
         self.redis_pid = redis_pid
+        self.slugs: set[str] = set()  # every tenant the run made, retired ones too
 
     # -- talking to the person running it ----------------------------------------------
 
@@ -83,6 +83,7 @@ class Bench:
         tenant = tenant_services.create_tenant(
             slug=slug, name=f"bench {slug}", **(RAISED_LIMITS if raised else {})
         )
+        self.slugs.add(slug)
         agent_services.set_provider_credential(
             tenant=tenant, provider="openai", api_key="sk-bench", base_url=self.platform.model_url
         )
@@ -113,8 +114,12 @@ class Bench:
 
     @staticmethod
     def retire(tenants: list[BenchTenant]) -> None:
-        """Suspend the scenario's tenants: workers started later do not consume them."""
-        Tenant.objects.filter(pk__in=[t.id for t in tenants]).update(is_active=False)
+        """Delete the scenario's tenants, so the next scenario's workers poll only its own
+        queues: a deleted tenant's queue leaves running workers (fleet reconciles them on
+        the delete) and workers started later never consume it. Deleted, not suspended:
+        workers keep consuming a suspended tenant's queue so its queued turns end
+        (`tenant_suspended`) instead of waiting unread."""
+        delete_tenants([t.id for t in tenants])
 
     # -- loads -------------------------------------------------------------------------
 
@@ -128,11 +133,15 @@ class Bench:
         lanes: int,
         description: str,
         wait: float | None = WAIT,
+        messages_path: str = MESSAGES_PATH,
     ) -> Outcome:
-        """Send the jobs through the API, `lanes` at a time, one session's messages in order."""
+        """Send the jobs through the API (or the pipeline floor's URL), `lanes` at a time,
+        one session's messages in order."""
 
         async def go() -> Outcome:
-            async with Api(self.platform.web_url, connections=lanes) as api:
+            async with Api(
+                self.platform.web_url, connections=lanes, messages_path=messages_path
+            ) as api:
                 with self.bar(description, len(jobs)) as bar:
                     outcome = await run_lanes(
                         lanes_of(jobs, lanes),
@@ -146,18 +155,19 @@ class Bench:
         self.say(f"  {description}: {summary(outcome)}")
         return outcome
 
-    def warm_up(self, jobs: list[Job], lanes: int) -> None:
+    def warm_up(self, jobs: list[Job], lanes: int, messages_path: str = MESSAGES_PATH) -> None:
         """A short load first, so connection pools and caches are warm when we measure."""
         if self.options.quick:
             jobs, lanes = jobs[:3], min(lanes, 3)
-        warm = self.send(jobs, lanes=lanes, description="warm-up")
+        warm = self.send(jobs, lanes=lanes, description="warm-up", messages_path=messages_path)
         if warm.failed:
             self.say(f"  warm-up failures: {dict(warm.failures)}")
 
     def cpu_meter(self) -> CpuMeter:
         return CpuMeter(
             lambda: self.platform.component_pids(
-                self.redis_pid, postgres=self.database.vendor == "postgresql"
+                self.redis_pid,
+                postgres_pids() if self.database.vendor == "postgresql" else [],
             )
         )
 
@@ -198,9 +208,51 @@ def summary(outcome: Outcome) -> str:
 
 
 def per_unit_ms(used: dict[str, float], units: int) -> dict[str, float]:
-    """CPU milliseconds per turn (or task) for each component, wall time left out."""
+    """CPU milliseconds per turn (or task) for each component (the bench client and the
+    rest of the machine, `other`, included: the lines add up to the machine's busy time),
+    wall time left out."""
     return {
-        name: round(seconds * 1000 / units, 2)
+        name: round(seconds * 1000 / units, 3)
         for name, seconds in used.items()
         if name != "wall" and units
     }
+
+
+def _added(total: dict[str, float], used: dict[str, float]) -> None:
+    for name, seconds in used.items():
+        total[name] = total.get(name, 0.0) + seconds
+
+
+class Repeats:
+    """One loaded figure over its repeated runs: rates, pooled latencies, summed CPU."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Outcome] = []
+        self.cpu: dict[str, float] = {}
+
+    def add(self, outcome: Outcome, cpu: dict[str, float]) -> None:
+        self.outcomes.append(outcome)
+        _added(self.cpu, cpu)
+
+    @property
+    def rates(self) -> list[float]:
+        return [round(o.rate, 1) for o in self.outcomes]
+
+    @property
+    def median_rate(self) -> float | None:
+        return median_range(self.rates)[0]
+
+    @property
+    def latencies(self) -> list[float]:
+        return [t for o in self.outcomes for t in o.latencies]
+
+    @property
+    def completed(self) -> int:
+        return sum(o.completed for o in self.outcomes)
+
+    @property
+    def failed(self) -> int:
+        return sum(o.failed for o in self.outcomes)
+
+    def cpu_ms(self) -> dict[str, float]:
+        return per_unit_ms(self.cpu, self.completed)

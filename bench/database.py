@@ -23,7 +23,8 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
-from agents.models import Session
+from agents.models import Message, Session, Turn
+from tenants.models import Tenant
 
 PREFIX = "beamclaw_bench_"
 
@@ -143,6 +144,38 @@ def insert_idle_sessions(rows: list[tuple[int, int, str]]) -> float:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE agents_session")  # as autovacuum soon would
     return time.monotonic() - started
+
+
+def postgres_pids() -> list[int]:
+    """PostgreSQL's processes serving the run's database: its backends, and the server's
+    own (checkpointer, WAL writer, ...), which have no database. Backends of other
+    databases on a shared server are someone else's work; they fall under `other`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR datname IS NULL"
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def delete_tenants(ids: list[int]) -> None:
+    """Delete tenants with everything they own. Their sessions without history go first in
+    one statement (the ORM would load each of a million idle sessions to cascade), then
+    the other sessions with their turns and messages (they protect the agents), then the
+    tenants."""
+    if not ids:
+        return
+    marks = ", ".join(["%s"] * len(ids))
+    sessions, turns, messages = (m._meta.db_table for m in (Session, Turn, Message))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {sessions} WHERE tenant_id IN ({marks}) "
+            f"AND NOT EXISTS (SELECT 1 FROM {turns} t WHERE t.session_id = {sessions}.id) "
+            f"AND NOT EXISTS (SELECT 1 FROM {messages} m WHERE m.session_id = {sessions}.id) "
+            f"AND NOT EXISTS (SELECT 1 FROM {sessions} c WHERE c.parent_id = {sessions}.id)",
+            ids,
+        )
+        Session.objects.filter(tenant_id__in=ids).delete()
+        Tenant.objects.filter(pk__in=ids).delete()
 
 
 def _copy_text(value: object) -> str:

@@ -141,11 +141,16 @@ def turn_jobs(sessions: list[Job], turns: int) -> list[Job]:
     return [sessions[i % len(sessions)] for i in range(turns)]
 
 
-class Api:
-    """The BeamClaw API over one aiohttp session with `connections` kept-alive sockets."""
+MESSAGES_PATH = "/api/v1/sessions/{key}/messages"
 
-    def __init__(self, base_url: str, *, connections: int):
+
+class Api:
+    """The BeamClaw API over one aiohttp session with `connections` kept-alive sockets;
+    `messages_path` may name the pipeline floor's URL instead of the API's."""
+
+    def __init__(self, base_url: str, *, connections: int, messages_path: str = MESSAGES_PATH):
         self._base_url = base_url
+        self._messages_path = messages_path
         self._connections = connections
         self._http: aiohttp.ClientSession | None = None
         self._count = 0
@@ -171,7 +176,7 @@ class Api:
         started = time.perf_counter()
         try:
             async with self._http.post(
-                f"/api/v1/sessions/{job.session_key}/messages", json=body, headers=headers
+                self._messages_path.format(key=job.session_key), json=body, headers=headers
             ) as response:
                 data = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:

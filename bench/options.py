@@ -29,6 +29,9 @@ class Options:
     workers: int | None = None
     worker_concurrency: int | None = None
     web_workers: int = 2
+    repeat: int | None = None  # runs of each loaded throughput figure (3; quick 1)
+    task_events: bool = True  # production's default (Flower); off to measure its cost
+    access_log: bool = True  # uvicorn's, as compose runs it; off to measure its cost
     redis_url: str | None = None
     broker_url: str | None = None  # amqp://...; by default the run's Redis database
     json_path: str | None = None

@@ -2,12 +2,17 @@
 server, Celery workers and celery-beat, all on the run's own database and Redis (and
 broker, if --broker names RabbitMQ).
 
-Workers run as production does (threads pool, prefetch 1 from beamclaw/celery.py, no
-task events, DEBUG off); each process logs to a file in the run's log directory.
+Every process runs as docker-compose.yml runs it: DEBUG off, INFO logs in JSON, task events
+on for Flower (`-E` on workers, sent events from the web), uvicorn with its access log;
+workers with the threads pool and prefetch 1 of beamclaw/celery.py. `--no-task-events` and
+`--no-access-log` measure what those defaults cost. The settings are bench/settings.py:
+the platform's, plus the pipeline floor's URL and task. Each process logs to a file in the
+run's log directory.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -59,6 +64,26 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def error_message(line: str) -> str | None:
+    """The message of an ERROR or CRITICAL log line, JSON (LOG_FORMAT=json) or text
+    (Celery's and uvicorn's own lines, tracebacks), else None."""
+    if line.startswith("{"):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return None
+        if record.get("level") not in ("ERROR", "CRITICAL"):
+            return None
+        trace = (record.get("exc_info") or "").strip().splitlines()
+        return f"{record.get('logger')}: {record.get('message')}" + (
+            f" ({trace[-1]})" if trace else ""
+        )
+    for level in (" ERROR ", " CRITICAL "):
+        if level in line:
+            return line.split(level, 1)[1]
+    return line if EXCEPTION_LINE.match(line) else None
+
+
 class Child:
     """One process of the platform, in its own process group, logging to a file."""
 
@@ -85,16 +110,12 @@ class Child:
         return self.proc.poll() is None
 
     def new_errors(self) -> list[str]:
-        """ERROR and CRITICAL lines logged since the last call (for the report's notes)."""
+        """ERROR and CRITICAL messages logged since the last call (for the report's notes)."""
         with open(self.log_path, "rb") as log:
             log.seek(self._read_up_to)
             text = log.read().decode(errors="replace")
             self._read_up_to = log.tell()
-        return [
-            line
-            for line in text.splitlines()
-            if " ERROR " in line or " CRITICAL " in line or EXCEPTION_LINE.match(line)
-        ]
+        return [message for line in text.splitlines() if (message := error_message(line))]
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -144,9 +165,13 @@ class Platform:
         fernet_keys: list[str],
         log_dir: Path,
         say: Callable[[str], None],
+        task_events: bool = True,
+        access_log: bool = True,
     ):
         self.log_dir = log_dir
         self.say = say
+        self.task_events = task_events
+        self.access_log = access_log
         self.rabbitmq = is_amqp(broker_url)
         metrics_dir = log_dir / "prometheus"
         metrics_dir.mkdir(exist_ok=True)
@@ -156,12 +181,15 @@ class Platform:
             REDIS_URL=redis_url,
             CELERY_BROKER_URL=broker_url,
             CELERY_RESULT_BACKEND=redis_url,
-            CELERY_TASK_EVENTS="0",  # as in production without Flower: events skew it
+            DJANGO_SETTINGS_MODULE="bench.settings",
+            # As docker-compose.yml: events for Flower, sent by the web and the workers.
+            CELERY_TASK_EVENTS="1" if task_events else "0",
             DEBUG="0",  # DEBUG keeps every query in memory
             # Same keys: credentials are encrypted with them. With DEBUG off both must be set.
             SECRET_KEY=secret_key,
             FERNET_KEYS=",".join(fernet_keys),
-            LOG_LEVEL="WARNING",
+            LOG_LEVEL="INFO",
+            LOG_FORMAT="json",
             # The per-API-key HTTP throttle is a tenant limit too: not what we measure.
             API_RATE_LIMIT="100000000/min",
             PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
@@ -213,10 +241,13 @@ class Platform:
     def start_web(self, workers: int) -> None:
         """Start uvicorn; wait_for_web() returns once every web worker is up."""
         port = free_port()
+        # As compose runs it (its log level and access log are uvicorn's defaults).
         argv = python(
             *f"-m uvicorn beamclaw.asgi:application --host 127.0.0.1 --port {port} "
-            f"--workers {workers} --log-level warning --no-access-log".split()
+            f"--workers {workers}".split()
         )
+        if not self.access_log:
+            argv.append("--no-access-log")
         self.web = Child("web", argv, self.env, self.log_dir)
         self.web_url = f"http://127.0.0.1:{port}"
         self.web_workers = workers
@@ -247,7 +278,12 @@ class Platform:
         names = []
         for index in range(1, count + 1):
             name = f"worker{self._generation}-{index}"
-            argv = worker_command(f"bench-{name}@%h", concurrency=threads, log_level="warning")
+            argv = worker_command(
+                f"bench-{name}@%h",
+                concurrency=threads,
+                log_level="info",
+                task_events=self.task_events,
+            )
             self.workers.append(Child(name, argv, {**self.env, **(env or {})}, self.log_dir))
             names.append(f"bench-{name}@{NODE}")
 
@@ -282,7 +318,7 @@ class Platform:
         """Start celery-beat; wait_for_beat() returns once it runs its schedule."""
         scheduler = "django_celery_beat.schedulers:DatabaseScheduler"
         argv = python(
-            *f"-m celery -A beamclaw beat -S {scheduler} --max-interval 1 -l warning".split()
+            *f"-m celery -A beamclaw beat -S {scheduler} --max-interval 1 -l info".split()
         )
         self.beat = Child("beat", argv, {**self.env, **(env or {})}, self.log_dir)
 
@@ -323,8 +359,7 @@ class Platform:
         counts: dict[str, int] = {}
         children = [c for c in [self.web, self.model, self.beat, *self.workers] if c]
         for child in [*self._stopped, *children]:
-            for line in child.new_errors():
-                message = line.split(" ERROR ", 1)[-1].split(" CRITICAL ", 1)[-1]
+            for message in child.new_errors():
                 message = NUMBERS.sub("N", message)[:300]
                 counts[f"{child.name}: {message}"] = counts.get(f"{child.name}: {message}", 0) + 1
         self._stopped = []
@@ -333,9 +368,11 @@ class Platform:
     def worker_pids(self) -> list[int]:
         return [pid for w in self.workers if w.alive() for pid in process_tree(w.pid)]
 
-    def component_pids(self, redis_pid: int | None, postgres: bool) -> dict[str, list[int]]:
-        """Who to charge CPU to; PostgreSQL counts every backend (other databases' too), and
-        RabbitMQ, when it is the broker, its whole server."""
+    def component_pids(
+        self, redis_pid: int | None, postgres_pids: list[int]
+    ) -> dict[str, list[int]]:
+        """Who to charge CPU to: PostgreSQL's processes that serve the run's database
+        (bench.database.postgres_pids), RabbitMQ's whole server when it is the broker."""
         broker = {"rabbitmq": pids_named("beam.smp")} if self.rabbitmq else {}
         return {
             "client": [os.getpid()],
@@ -344,7 +381,7 @@ class Platform:
             "model": [self.model.pid] if self.model else [],
             "beat": process_tree(self.beat.pid) if self.beat else [],
             "redis": [redis_pid] if redis_pid else [],
-            "postgres": pids_named("postgres") if postgres else [],
+            "postgres": postgres_pids,
             **broker,
         }
 

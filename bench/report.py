@@ -100,9 +100,58 @@ def num(value: float | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def platform_cpu(per_component: dict[str, float]) -> float:
-    """CPU of the platform and its client; `other` (the rest of the machine) left out."""
-    return sum(v for k, v in per_component.items() if k != "other")
+# What serves a turn: the goals compare this. The fake model server, celery-beat, the bench
+# client and the rest of the machine (`other`) are shown beside it, each on its own line.
+SERVER = ("web", "workers", "postgres", "redis", "rabbitmq")
+NOT_SERVER = ("model", "beat", "client", "other")
+
+
+def server_cpu(per_component: dict[str, float]) -> float:
+    """Server CPU per unit: web + workers + PostgreSQL + Redis (+ RabbitMQ if it is the
+    broker), the sum of the lines cpu_rows() shows for it."""
+    return round(sum(round(per_component.get(k, 0.0), 2) for k in SERVER), 2)
+
+
+def cpu_rows(result: Result, label: str, per_component: dict[str, float]) -> Row:
+    """Two rows whose values are the sums of the lines they show: the server's CPU per
+    unit by process, then everything the machine spent (server, model, beat, the bench
+    client, the rest of the machine). Returns the server's row (for a goal)."""
+    shown = {k: round(v, 2) for k, v in per_component.items()}
+    server_parts = [k for k in SERVER if k in shown and (shown[k] or k != "rabbitmq")]
+    server = server_cpu(shown)
+    row = result.row(
+        f"server CPU ms per {label}",
+        f"{server:.2f}",
+        " + ".join(f"{k} {shown[k]:.2f}" for k in server_parts),
+    )
+    rest = [k for k in NOT_SERVER if k in shown]
+    total = round(server + sum(shown[k] for k in rest), 2)
+    result.row(
+        f"  all CPU ms per {label}",
+        f"{total:.2f}",
+        " + ".join([f"server {server:.2f}", *(f"{k} {shown[k]:.2f}" for k in rest)]),
+    )
+    return row
+
+
+def median_range(values: list[float]) -> tuple[float | None, float | None, float | None]:
+    """(median, min, max) of repeated runs; Nones for none."""
+    if not values:
+        return None, None, None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return median, ordered[0], ordered[-1]
+
+
+def spread(values: list[float]) -> str:
+    """`median (min-max, n runs)`, or `value (1 run)`."""
+    median, low, high = median_range(values)
+    if median is None:
+        return "-"
+    if len(values) == 1:
+        return f"{num(median)} (1 run)"
+    return f"{num(median)} ({num(low)}-{num(high)}, {len(values)} runs)"
 
 
 def verdict(met: bool | None) -> str:
@@ -111,7 +160,7 @@ def verdict(met: bool | None) -> str:
 
 def table(results: list[Result], header: list[str]) -> str:
     lines = [*header, ""]
-    widths = (34, 20, 30, 7, 14)
+    widths = (34, 26, 30, 7, 14)
     for result in results:
         lines.append(f"{result.scenario} — {result.setup}")
         if result.error:

@@ -28,6 +28,7 @@ from beamclaw.celery import app as celery_app
 from beamclaw.celery import broker_settings, is_amqp, tenant_queue
 from tenants.models import Tenant
 
+from . import floor
 from .context import Bench
 from .database import BenchDatabase
 from .options import Options
@@ -243,6 +244,7 @@ def run(scenarios: list[str], options: Options) -> int:
             if broker:
                 say(f"==> broker: RabbitMQ {broker.version} at {broker.safe_url}")
             database = BenchDatabase.create()
+            bench: Bench | None = None
             try:
                 platform = Platform(
                     database_url=database.url,
@@ -252,6 +254,8 @@ def run(scenarios: list[str], options: Options) -> int:
                     fernet_keys=crypto.active_keys(),
                     log_dir=log_dir,
                     say=say,
+                    task_events=options.task_events,
+                    access_log=options.access_log,
                 )
                 bench = Bench(
                     options=options,
@@ -264,6 +268,7 @@ def run(scenarios: list[str], options: Options) -> int:
                     say(f"==> web server: uvicorn x {options.web_workers}; logs in {log_dir}")
                     platform.start_web(options.web_workers)  # it boots while we migrate
                     database.migrate()
+                    floor.create_table()
                     took = database.migrate_seconds
                     say(f"    {database.vendor} {database.name} migrated in {took:.1f} s")
                     for name in database.leftovers():
@@ -277,8 +282,10 @@ def run(scenarios: list[str], options: Options) -> int:
                     platform.stop()
             finally:
                 if broker:
-                    slugs = list(Tenant.objects.values_list("slug", flat=True))
-                    deleted = broker.delete_queues(slugs)
+                    # Retired tenants are deleted: their slugs are remembered.
+                    slugs = {*Tenant.objects.values_list("slug", flat=True)}
+                    slugs.update(bench.slugs if bench else ())
+                    deleted = broker.delete_queues(sorted(slugs))
                     say(f"    deleted {deleted} queue(s) of this run from RabbitMQ")
                 database.drop()
     finally:
@@ -290,6 +297,10 @@ def run(scenarios: list[str], options: Options) -> int:
 
 
 def _report(results: list[Result], facts: dict, options: Options) -> None:
+    production = [
+        "task events " + ("on" if options.task_events else "OFF (--no-task-events)"),
+        "uvicorn access log " + ("on" if options.access_log else "OFF (--no-access-log)"),
+    ]
     header = [
         f"BeamClaw bench — {facts['cores']} cores ({facts['cpu']}), {facts['memory_gib']} GiB, "
         f"Linux {facts['kernel']}, Python {facts['python']}",
@@ -297,8 +308,10 @@ def _report(results: list[Result], facts: dict, options: Options) -> None:
         f"broker {facts['broker']}, "
         f"commit {facts['commit']}, load average at start "
         + " ".join(f"{v:.2f}" for v in facts["load_average_at_start"]),
-        "Every process runs on this one machine; `other` in CPU figures is what the rest "
-        "of the machine used meanwhile.",
+        "Configured as docker-compose.yml: DEBUG off, INFO logs in JSON, "
+        + ", ".join(production)
+        + ". Every process runs on this one machine; `other` in CPU figures is what the "
+        "rest of the machine used meanwhile (other databases' PostgreSQL backends too).",
     ]
     print(table(results, header), flush=True)
     if options.json_path:

@@ -45,7 +45,8 @@ def current_maps() -> list[ShardMap]:
 def tenant_queues_for(shard: Shard, maps: Sequence[ShardMap] | None = None) -> list[str]:
     maps = current_maps() if maps is None else maps
     # Suspended tenants too: their turns end at once with `tenant_suspended` instead of
-    # piling up unread in the queue.
+    # piling up unread in the queue (with the reaper's re-sent triggers). A deleted
+    # tenant's queue is left: it leaves running workers at their next reconcile.
     rows = Tenant.objects.values_list("slug", "dedicated_workers")
     return [
         tenant_queue(slug)

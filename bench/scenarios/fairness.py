@@ -167,4 +167,5 @@ def run(bench: Bench) -> Result:
     if noisy_done < flood:
         result.notes.append(f"the noisy flood did not drain: {noisy_done} of {flood} finished")
     result.note_problems([submitted, noisy_quiet, quiet_alone], unfinished)
+    result.notes.append("single run of each load (quiet alone, quiet under the flood): no range")
     return result

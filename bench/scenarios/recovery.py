@@ -179,4 +179,5 @@ def run(bench: Bench) -> Result:
             )
     if killed["killed_after"] is None:
         result.notes.append("the turns finished before the kill: raise --turns or --latency")
+    result.notes.append("single run of each (with and without the kill): no range")
     return result

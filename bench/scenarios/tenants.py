@@ -109,4 +109,5 @@ def run(bench: Bench) -> Result:
         f"1 tenant {num(f['one_tenant_cpu_ms_per_turn'].get('web'), 2)}",
     )
     result.note_problems([single, spread], unfinished)
+    result.notes.append("single run of each load (1 tenant, many tenants): no range")
     return result

@@ -62,6 +62,27 @@ class Command(BaseCommand):
         sizes.add_argument("--workers", type=int, help="Celery worker processes")
         sizes.add_argument("--worker-concurrency", type=int, help="threads per worker (-c)")
         sizes.add_argument("--web-workers", type=int, default=2, help="uvicorn workers (2)")
+        sizes.add_argument(
+            "--repeat",
+            type=int,
+            help="runs of each loaded throughput figure, reported as median and range "
+            "(3; --quick 1)",
+        )
+        production = parser.add_argument_group(
+            "production defaults (docker-compose.yml's), off to measure what each costs"
+        )
+        production.add_argument(
+            "--no-task-events",
+            dest="task_events",
+            action="store_false",
+            help="Celery task events off (compose has them on, for Flower)",
+        )
+        production.add_argument(
+            "--no-access-log",
+            dest="access_log",
+            action="store_false",
+            help="uvicorn's access log off (compose has it on)",
+        )
 
     def handle(self, *args, scenario: str, **options):
         try:
