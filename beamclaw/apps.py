@@ -2,6 +2,7 @@
 the throttled login form into the admin."""
 
 from django.apps import AppConfig
+from django.core.checks import Tags, register
 
 
 class BeamclawConfig(AppConfig):
@@ -16,10 +17,12 @@ class BeamclawConfig(AppConfig):
         # module is imported only now, after settings exported PROMETHEUS_MULTIPROC_DIR.
         # Telemetry only counts and logs: money (usage records) and replies are written
         # by the turn loop itself, in its fenced transactions.
-        from beamclaw import event_log, metrics, telemetry
+        from beamclaw import checks, event_log, metrics, telemetry
 
         telemetry.register(metrics.observe)
         telemetry.register(event_log.log_event)
+        # Django's deploy checks for the middleware we run under our own names.
+        register(checks.check_standing_in_middleware, Tags.security, deploy=True)
 
         # The form imports the auth models, which exist only once the apps are loaded.
         from django.contrib import admin

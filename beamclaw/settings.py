@@ -117,13 +117,15 @@ MIDDLEWARE = [
 # The paths that use a cookie session: the admin, and the ops API (staff may sign in there
 # with the admin's session).
 SESSION_PATHS = ["/admin/", "/api/v1/ops/"]
-# Django looks for its own middleware by name; ours above are those, or run them.
+# Django looks for its own middleware by name; ours above are those, or run them, and
+# beamclaw/checks.py runs the deploy checks Django would run for them.
 SILENCED_SYSTEM_CHECKS = [
     "admin.E408",  # AuthenticationMiddleware: run by SessionPaths
     "admin.E409",  # MessageMiddleware: run by SessionPaths
     "admin.E410",  # SessionMiddleware: run by SessionPaths
     "security.W001",  # SecurityMiddleware: SecurityHeaders is it
     "security.W002",  # XFrameOptionsMiddleware: FrameOptions is it
+    "security.W003",  # CsrfViewMiddleware: run by SessionPaths on the cookie paths
 ]
 
 ROOT_URLCONF = "beamclaw.urls"

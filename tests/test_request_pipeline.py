@@ -9,6 +9,7 @@ import asyncio
 import pytest
 from asgiref import sync
 from django.contrib.auth import get_user_model
+from django.core.checks import run_checks
 from django.core.management import call_command
 from django.test import AsyncClient
 
@@ -83,3 +84,20 @@ def test_the_admin_signs_in_and_gets_its_static_files_under_asgi(collected_stati
     assert b"".join(stylesheet.streaming_content)
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
+
+
+def test_deploy_checks_still_warn_about_https_settings_our_middleware_would_apply(settings):
+    # Django checks HSTS, SSL redirects and the CSRF cookie only when its own middleware
+    # is listed by name; ours stands in for it, so the warnings must still come.
+    settings.SECURE_HSTS_SECONDS = 0
+    settings.SECURE_SSL_REDIRECT = False
+    settings.CSRF_COOKIE_SECURE = False
+    ids = {message.id for message in run_checks(include_deployment_checks=True)}
+    assert {"security.W004", "security.W008", "security.W016"} <= ids
+
+    settings.SECURE_HSTS_SECONDS = 3600
+    settings.SECURE_SSL_REDIRECT = True
+    settings.CSRF_COOKIE_SECURE = True
+    ids = {message.id for message in run_checks(include_deployment_checks=True)}
+    assert not {"security.W004", "security.W008", "security.W016"} & ids
+    assert "beamclaw.middleware.SecurityHeaders" in settings.MIDDLEWARE  # still listed
