@@ -53,8 +53,6 @@ class Submission:
     new_turn: bool  # False when the message joined a queued turn (`collect`)
     # True when the broker was unreachable: the turn is stored and runs once it is back.
     delayed: bool = False
-    # The id of the `turn.queued` event: a caller waiting on the turn's stream reads after it.
-    queued_event_id: str = "0-0"
 
 
 def parse_session_key(key: str) -> tuple[str, str]:
@@ -216,7 +214,7 @@ def _announce(submission: Submission, tenant_slug: str) -> None:
     turn = submission.turn
     # Redis may be down: the turn row is what counts, the event is a courtesy.
     with contextlib.suppress(Exception):
-        submission.queued_event_id = events.publish(
+        events.publish(
             turn, [("turn.queued", {"session_key": turn.session.key, "mode": turn.mode})]
         )
     submission.delayed = not dispatch_turn(turn, tenant_slug)

@@ -140,28 +140,23 @@ async def stream(
         await open_streams().release(held)
 
 
-async def wait_for_finish(
-    stream_key: str, timeout: float, *, held: OpenStream, after: str = "0-0"
-) -> bool:
-    """Block on the turn's stream until `turn.finished` or the timeout; never polls the DB.
+async def wait_for_finish(done_stream: str, timeout: float, *, held: OpenStream) -> bool:
+    """Block until the turn's `turn.finished` is published (its done stream gets its one
+    entry) or the timeout; never polls the DB, and wakes once whatever the turn streams.
 
-    `after`: an event id the caller has already seen (the `turn.queued` it published).
     Ends early (False) when the server ends `held`.
     """
     redis = get_async_redis()
     deadline = time.monotonic() + timeout
-    last_id = after
     while (remaining := deadline - time.monotonic()) > 0:
         try:
             reply = await _read_unless_ended(
-                redis, {stream_key: last_id}, max(1, int(remaining * 1000)), held
+                redis, {done_stream: "0-0"}, max(1, int(remaining * 1000)), held
             )
         except RedisError:
             return False  # no live events without Redis: answer 202, the turn still runs
         if held.ending is not None:
             return False
-        for entry_id, fields in reply[0][1] if reply else []:
-            last_id = entry_id
-            if fields.get("type") == TERMINAL_EVENT:
-                return True
+        if reply:
+            return True
     return False

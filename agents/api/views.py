@@ -233,9 +233,8 @@ class SessionMessagesView(AsyncAPIView):
             )
             finished = False
             if held is not None and not submission.delayed:
-                stream_key = events.turn_stream(submission.turn)
                 finished = await sse.wait_for_finish(
-                    stream_key, data["wait"], held=held, after=submission.queued_event_id
+                    events.turn_done_stream(submission.turn), data["wait"], held=held
                 )
         finally:
             if held is not None:

@@ -25,22 +25,23 @@ def turn_stream(turn: Turn) -> str:
     return key("t", turn.tenant_id, "turn", row_tag(turn), "events")
 
 
+def turn_done_stream(turn: Turn) -> str:
+    """Written once, with `turn.finished`: a client that only waits for the end (`wait=`)
+    blocks here and wakes once, not for every event of the turn."""
+    return key("t", turn.tenant_id, "turn", row_tag(turn), "done")
+
+
 def session_stream(session: Session) -> str:
     return key("t", session.tenant_id, "session", row_tag(session), "events")
 
 
-def publish(turn: Turn, events: list[tuple[str, dict]]) -> str | None:
-    """XADD each event to the turn's and its session's stream, in one round trip.
-
-    Returns the id of the last event in the turn's stream: a reader that saw these events
-    itself can wait for what comes after.
-    """
+def publish(turn: Turn, events: list[tuple[str, dict]]) -> None:
+    """XADD each event to the turn's and its session's stream, in one round trip."""
     if not events:
-        return None
+        return
     pipe = get_redis().pipeline(transaction=False)
     add_to(pipe, turn, events)
-    ids = pipe.execute()
-    return ids[2 * (len(events) - 1)]
+    pipe.execute()
 
 
 def add_to(pipe: Pipeline, turn: Turn, events: list[tuple[str, dict]]) -> None:
@@ -56,6 +57,9 @@ def add_to(pipe: Pipeline, turn: Turn, events: list[tuple[str, dict]]) -> None:
             pipe.xadd(stream, fields, maxlen=STREAM_MAXLEN, approximate=True)
     for stream in streams:
         pipe.expire(stream, ttl)
+    if any(event_type == TERMINAL_EVENT for event_type, _ in events):
+        pipe.xadd(turn_done_stream(turn), {"turn_id": turn.pk})
+        pipe.expire(turn_done_stream(turn), ttl)
 
 
 def decode(fields: dict[str, str]) -> dict[str, Any]:
