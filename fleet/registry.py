@@ -205,9 +205,12 @@ class Heartbeat(bootsteps.StartStopStep):
         shard map and the tenant table say, ask our own consumer thread to fix them (a
         missed broadcast, a reshard, a tenant suspended or back)."""
         while not self._stop.wait(settings.QUEUE_RECONCILE_SECONDS):
-            if draining.is_set() or standby.is_set():
+            if draining.is_set():
                 continue
             try:
+                if standby.is_set():
+                    queues.prepare_standby()
+                    continue
                 add, cancel, epochs = queues.queues_to_change(self.worker.consumer)
                 if add or cancel or epochs != queues.applied_epochs:
                     queues.request_reconcile([self.worker.hostname])
@@ -241,9 +244,14 @@ class Heartbeat(bootsteps.StartStopStep):
 
 @signals.worker_ready.connect
 def _list_when_ready(sender=None, **extra) -> None:
-    _ready.set()
-    if not standby.is_set():
+    if standby.is_set():
+        try:
+            queues.prepare_standby()
+        except Exception:  # the database is away: activating it reconciles anyway
+            log.warning("could not list the queues this standby will consume")
+    else:
         announce_next_task.set()
+    _ready.set()
     beat_now()
 
 

@@ -6,13 +6,17 @@ surge keeps busy); activating a standby takes one control command. A standby
 (`celery worker --standby`) drops every queue it was started with before its consumer
 starts, so it polls no queue at all: with Redis no BRPOP is in flight, and the one its
 queues need is sent in the same turn of the event loop as `activate_worker` adds them
-(an idle BRPOP would otherwise hold them back up to its 1 s timeout). Until then it is
-listed as `standby` in the registry, and capacity, drains and reshards leave it alone.
+(an idle BRPOP would otherwise hold them back up to its 1 s timeout). The tenant queues
+it will take are listed while it waits (fleet.queues.prepare_standby), so activating
+needs no database query; a reconcile right after catches up with any change. Until then
+it is listed as `standby` in the registry, and capacity, drains and reshards leave it
+alone.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from beamclaw.celery import app
 
@@ -37,17 +41,32 @@ def activate(consumer) -> None:
     Runs in the consumer's thread (the `activate_worker` control command)."""
     if draining.is_set() or not standby.is_set():
         return
+    began = time.monotonic()
     standby.clear()
     registry.announce_next_task.set()
-    for name in held_queues:
+    for name in [*held_queues, *queues.standby_queues]:
         consumer.add_task_queue(name)
-    changed = queues.reconcile(consumer)
     registry.beat_now()
+    # Next turn of the loop, once the queues are polled: what changed since the list.
+    consumer.call_soon(_catch_up, consumer)
     log.warning(
-        "standby activated: consuming %s and %d tenant queue(s)",
+        "standby activated: consuming %s and %d tenant queue(s) (%.3f s)",
         ", ".join(held_queues),
-        len(changed["added"]),
+        len(queues.standby_queues),
+        time.monotonic() - began,
     )
+
+
+def _catch_up(consumer) -> None:
+    if not draining.is_set():
+        queues.reconcile(consumer)
+        registry.beat_now()  # with the map epochs it follows now
+
+
+def answers(hostname: str, *, timeout: float = 1.0) -> bool:
+    """Whether the standby `hostname` takes control commands (and the connections a
+    command needs are open on both sides before the surge)."""
+    return bool(app.control.ping(destination=[hostname], timeout=timeout))
 
 
 def send_activate(hostname: str, *, timeout: float = 1.0) -> bool:

@@ -100,6 +100,7 @@ class Slot:
 
     name: str
     standby: bool = False  # started with --standby and not activated yet
+    ready: bool = False  # a standby listed in the registry that answered a ping
     process: subprocess.Popen | None = None
     started: float = 0.0
     failures: int = 0
@@ -204,6 +205,7 @@ class Supervisor:
     def _spawn(self, slot: Slot) -> None:
         slot.process = subprocess.Popen(self.argv(slot), cwd=ROOT)
         slot.started = time.monotonic()
+        slot.ready = False
         kind = "standby" if slot.standby else "worker"
         log.warning("started %s %s (pid %d)", kind, slot.name, slot.process.pid)
 
@@ -224,31 +226,30 @@ class Supervisor:
 
     def scale_up(self, count: int) -> None:
         """Activate ready standbys first; start the rest cold."""
-        ready = self.ready_standbys() if count else []
+        ready = sorted((s for s in self.standbys() if s.ready and s.alive), key=lambda s: s.started)
         for _ in range(count):
             if not (ready and self._activate(ready.pop(0))):
                 self._add(standby=False)
 
-    def ready_standbys(self) -> list[Slot]:
-        """Standbys that are up and listed as `standby` (they answer control commands)."""
-        alive = [s for s in self.standbys() if s.alive]
-        if not alive:
-            return []
+    def _confirm_ready(self, slot: Slot) -> bool:
+        """Listed as a standby, and answers: checked once per standby, before it is needed."""
         try:
-            entries = {e["hostname"]: e for e in registry.list_workers(with_standby=True)}
-        except Exception:  # Redis is away: no command would reach them either
-            return []
-        ready = [s for s in alive if entries.get(self.hostname(s), {}).get("state") == "standby"]
-        return sorted(ready, key=lambda s: s.started)
+            entry = registry.get_worker(self.hostname(slot))
+            if not entry or entry["state"] != "standby":
+                return False
+            return standby.answers(self.hostname(slot), timeout=0.5)
+        except Exception:  # Redis is away: not ready
+            return False
 
     def _activate(self, slot: Slot) -> bool:
+        began = time.monotonic()
         try:
             answered = standby.send_activate(self.hostname(slot))
         except Exception:  # the broker is away
             answered = False
         if answered:
             slot.standby = False
-            log.warning("activated standby %s", slot.name)
+            log.warning("activated standby %s (%.3f s)", slot.name, time.monotonic() - began)
             return True
         # A standby that cannot take a command is no use: replace it.
         log.warning("standby %s did not answer: starting a worker cold", slot.name)
@@ -270,6 +271,10 @@ class Supervisor:
         for slot in have[wanted:]:
             log.warning("stopping surplus standby %s", slot.name)
             self._terminate(slot)
+        for slot in self.standbys():
+            if slot.alive and not slot.ready and self._confirm_ready(slot):
+                slot.ready = True
+                log.warning("standby %s is ready", slot.name)
 
     def scale_down(self, count: int) -> None:
         """Drain the `count` workers whose drain is expected to be quickest."""
