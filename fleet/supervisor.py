@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 HEALTHY_AFTER = 60.0  # a worker up this long resets its restart backoff
+STANDBY_READY_WITHIN = 120.0  # a standby not ready this long after its start is replaced
 
 
 def target_key(label: str) -> str:
@@ -265,16 +266,21 @@ class Supervisor:
     def keep_standbys(self) -> None:
         """`standby` standbys, fewer near --max: a standby there could never be activated."""
         wanted = max(0, min(self.standby, self.maximum - len(self.running())))
-        have = sorted(self.standbys(), key=lambda s: s.started)
+        have = sorted(self.standbys(), key=lambda s: (not s.ready, s.started))  # keep ready ones
         for _ in range(wanted - len(have)):
             self._add(standby=True)
         for slot in have[wanted:]:
             log.warning("stopping surplus standby %s", slot.name)
             self._terminate(slot)
         for slot in self.standbys():
-            if slot.alive and not slot.ready and self._confirm_ready(slot):
+            if not slot.alive or slot.ready:
+                continue
+            if self._confirm_ready(slot):
                 slot.ready = True
                 log.warning("standby %s is ready", slot.name)
+            elif time.monotonic() - slot.started > STANDBY_READY_WITHIN:
+                log.warning("standby %s never answered: replacing it", slot.name)
+                self._terminate(slot)
 
     def scale_down(self, count: int) -> None:
         """Drain the `count` workers whose drain is expected to be quickest."""

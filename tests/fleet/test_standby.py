@@ -35,9 +35,14 @@ def _in_state(stack, state: str) -> dict[str, dict]:
 
 
 def _queues(stack, hostname: str) -> set[str]:
-    reply = stack._probe.control.inspect([hostname], timeout=2).active_queues() or {}
-    assert hostname in reply, f"{hostname} did not answer inspect"
-    return {queue["name"] for queue in reply[hostname]}
+    """The queues `hostname` consumes (a worker is listed before it answers commands)."""
+
+    def answer() -> tuple[list[dict]] | None:
+        reply = stack._probe.control.inspect([hostname], timeout=1).active_queues() or {}
+        return (reply[hostname],) if hostname in reply else None  # [] is an answer too
+
+    (queues,) = wait_until(answer, timeout=30, message=f"{hostname} to answer")
+    return {queue["name"] for queue in queues}
 
 
 def _scale(stack, count: str) -> None:

@@ -12,7 +12,7 @@ from fleet.supervisor import Supervisor
 
 
 class Command(BaseCommand):
-    help = "Run and autoscale Celery worker processes on this machine."
+    help = "Run and autoscale Celery worker processes on this machine, with warm standbys."
 
     def add_arguments(self, parser):
         parser.add_argument("--min", type=int, default=1, dest="minimum")
@@ -28,7 +28,11 @@ class Command(BaseCommand):
             "workers, fewer near --max; 0: none",
         )
         parser.add_argument(
-            "--interval", type=float, default=2.0, help="seconds between looks at the load"
+            "--interval",
+            type=float,
+            default=2.0,
+            help="seconds between looks at the load (a capacity report older than this is "
+            "computed anew)",
         )
 
     def handle(self, *args, minimum, maximum, concurrency, shard, interval, standby, **options):
