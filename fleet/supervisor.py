@@ -349,6 +349,8 @@ class Supervisor:
         except Exception:  # the database or Redis is away: hold steady
             log.warning("no capacity signal; keeping %d worker(s)", len(self.running()))
             return
+        if target != self.last_target:
+            log.warning("target %d -> %d worker(s)", self.last_target, target)
         self.last_target = target
         current = len(self.running())
         if target > current:
