@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 
 from tests.support import ROOT, Process, python, wait_until
 
 from .conftest import hash_shard_tenants
-from .test_supervisor import FAST_SIGNAL
+from .test_supervisor import FAST_SIGNAL, _supervisor_state
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -130,6 +131,24 @@ def test_a_standby_consumes_nothing_until_scale_up_turns_it_on_and_is_never_drai
     assert f"standby {_name(spare2)} did not answer" in supervisor.log()
     assert spare2 not in _in_state(stack, "active")
     os.kill(stuck, signal.SIGCONT)  # it exits on the SIGTERM it was sent
+
+    # At --max no standby is kept: it could never be turned on.
+    spare3, _ = wait_until(
+        lambda: len(s := _in_state(stack, "standby")) == 1 and _one(s),
+        timeout=60,
+        message="a standby in place of the one that did not answer",
+    )
+    _wait_ready(supervisor, spare3)
+    _scale(stack, "3")
+    wait_until(lambda: len(_in_state(stack, "active")) == 3, timeout=30, message="3 workers")
+    asked = time.time()
+    state = wait_until(
+        lambda: (s := _supervisor_state(stack)) and s["seen_at"] > asked + 1 and s,
+        timeout=30,
+        message="the supervisor's looks at the load at --max",
+    )
+    assert (state["workers"], state["standby"]) == (3, 0)
+    wait_until(lambda: not _in_state(stack, "standby"), timeout=30, message="no standby left")
 
     supervisor.proc.send_signal(signal.SIGTERM)
     assert supervisor.proc.wait(30) == 0
