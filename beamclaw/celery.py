@@ -127,6 +127,14 @@ app.user_options["worker"].add(
 app.user_options["worker"].add(
     click.Option(["--tenants"], default=None, help="dedicated worker: these tenant slugs only")
 )
+app.user_options["worker"].add(
+    click.Option(
+        ["--standby"],
+        is_flag=True,
+        default=False,
+        help="warm standby: start, consume no queue until the activate_worker command",
+    )
+)
 
 
 @app.task(name="beamclaw.ping", ignore_result=False)

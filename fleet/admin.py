@@ -33,7 +33,7 @@ def workers_admin_view(request: HttpRequest) -> TemplateResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Workers",
-        "workers": list_workers(),
+        "workers": list_workers(with_standby=True),
         "heartbeat": settings.WORKER_HEARTBEAT_SECONDS,
     }
     return TemplateResponse(request, "admin/fleet/workers.html", context)

@@ -20,7 +20,8 @@ Capped by the provider's request rate (more workers would only wait on 429s), cl
 to [min, max], then stabilised: up at once, down only when the whole
 CAPACITY_SCALE_DOWN_WINDOW_SECONDS asked for less.
 
-A beat task computes it every CAPACITY_INTERVAL_SECONDS and keeps the report in Redis;
+A beat task computes it every CAPACITY_INTERVAL_SECONDS and keeps the report in Redis
+(`manage.py workers` computes it itself when the stored one is older than its interval);
 /metrics (beamclaw_desired_workers{shard} and its inputs) and GET /api/v1/ops/capacity
 read it.
 """
@@ -305,6 +306,7 @@ def compute(policy: Policy | None = None) -> dict:
         )
     report = {
         "computed_at": timezone.now().isoformat(timespec="seconds"),
+        "computed_at_epoch": round(now, 3),
         "policy": asdict(policy),
         "shards": report_shards,
         "by_shard": {s["shard"]: s["desired_workers"] for s in report_shards},
@@ -324,7 +326,13 @@ def _registry_label(shard: str, shard_map: ShardMap | None) -> str:
     return "dedicated-" + shard.removeprefix("dedicated to ").replace(", ", "-")
 
 
-def latest_report() -> dict:
-    """The report the beat task stored last; computed now if there is none (no beat)."""
+def latest_report(*, max_age: float | None = None) -> dict:
+    """The report the beat task stored last; computed now if there is none (no beat) or
+    it is older than `max_age` seconds (the supervisor's look at the load)."""
     stored = get_redis().get(report_key())
-    return json.loads(stored) if stored else compute()
+    if not stored:
+        return compute()
+    report = json.loads(stored)
+    if max_age is not None and time.time() - report.get("computed_at_epoch", 0) > max_age:
+        return compute()
+    return report

@@ -58,6 +58,14 @@ def tenant_queues_for(shard: Shard, maps: Sequence[ShardMap] | None = None) -> l
 # The epochs of the maps this worker's queues follow now (shown in the worker registry).
 applied_epochs: list[int] = []
 
+# What a warm standby (fleet.standby) will consume when it is activated, kept fresh while
+# it waits, so activating it needs no database query.
+standby_queues: list[str] = []
+
+
+def prepare_standby() -> None:
+    standby_queues[:] = tenant_queues_for(current_shard)
+
 
 def consumed_tenant_queues(consumer) -> set[str]:
     task_consumer = getattr(consumer, "task_consumer", None)

@@ -1,10 +1,10 @@
 """Which workers are up and what each is doing.
 
 Every worker process keeps an entry in Redis (`bc:workers:<hostname>`, a JSON value with
-a TTL a few heartbeats long): its shard, whether it is active or draining, the sessions
-it is running, and how long a drain would take now. A worker that dies stops renewing it
-and drops out within WORKER_HEARTBEAT_SECONDS x 3. The admin, `GET /api/v1/ops/workers`
-and `manage.py drain` read it. Draining a worker is in fleet.drain.
+a TTL a few heartbeats long): its shard, whether it is active, draining or a warm standby
+(fleet.standby), the sessions it is running, and how long a drain would take now. A
+worker that dies stops renewing it and drops out within WORKER_HEARTBEAT_SECONDS x 3. The
+admin, `GET /api/v1/ops/workers` and `manage.py drain` read it. Draining a worker is in fleet.drain.
 """
 
 from __future__ import annotations
@@ -38,6 +38,14 @@ WORKERS_PREFIX = "workers"
 # step boundary (fleet.worker installs this as the turn loop's handover question).
 draining = threading.Event()
 
+# Set while this worker is a warm standby (fleet.standby): it consumes no queue, is listed
+# as "standby" (not capacity), and is listed only once it can take the activate command.
+standby = threading.Event()
+_ready = threading.Event()  # worker_ready was sent: control commands are answered
+# The first session task after the worker began consuming rewrites the entry at once, so
+# the registry shows a new worker busy without waiting for the next heartbeat.
+announce_next_task = threading.Event()
+
 
 def worker_key(hostname: str) -> str:
     return key(WORKERS_PREFIX, hostname)
@@ -50,7 +58,7 @@ class WorkerEntry:
     hostname: str
     pid: int
     shard: str
-    state: str  # "active" or "draining"
+    state: str  # "active", "draining" or "standby"
     started_at: str
     last_seen: str
     in_flight: int
@@ -104,6 +112,9 @@ def _task_started(sender=None, task_id=None, task=None, kwargs=None, **extra):
     if task is not None and task.name in SESSION_TASKS:
         ids = {k: v for k, v in (kwargs or {}).items() if k in ("turn_id", "session_id")}
         in_flight.started(task_id, ids)
+        if announce_next_task.is_set():
+            announce_next_task.clear()
+            beat_now()
 
 
 @signals.task_postrun.connect
@@ -116,6 +127,12 @@ def observe_provider_call(event: str, metadata: dict) -> None:
     """Telemetry handler (fleet.apps): model-call times feed the drain estimate."""
     if metadata.get("latency_s"):
         in_flight.observe_call(float(metadata["latency_s"]))
+
+
+def _state() -> str:
+    if draining.is_set():
+        return "draining"
+    return "standby" if standby.is_set() else "active"
 
 
 def _now() -> str:
@@ -154,7 +171,7 @@ class Heartbeat(bootsteps.StartStopStep):
             hostname=self.worker.hostname,
             pid=os.getpid(),
             shard=str(queues.current_shard),
-            state="draining" if draining.is_set() else "active",
+            state=_state(),
             started_at=self.started_at,
             last_seen=_now(),
             in_flight=len(running),
@@ -165,6 +182,8 @@ class Heartbeat(bootsteps.StartStopStep):
         )
 
     def beat(self) -> None:
+        if standby.is_set() and not _ready.is_set():
+            return  # a standby is listed once it answers control commands (worker_ready)
         interval = settings.WORKER_HEARTBEAT_SECONDS
         try:
             get_redis().set(
@@ -189,6 +208,9 @@ class Heartbeat(bootsteps.StartStopStep):
             if draining.is_set():
                 continue
             try:
+                if standby.is_set():
+                    queues.prepare_standby()
+                    continue
                 add, cancel, epochs = queues.queues_to_change(self.worker.consumer)
                 if add or cancel or epochs != queues.applied_epochs:
                     queues.request_reconcile([self.worker.hostname])
@@ -220,6 +242,19 @@ class Heartbeat(bootsteps.StartStopStep):
             get_redis().delete(worker_key(self.worker.hostname))
 
 
+@signals.worker_ready.connect
+def _list_when_ready(sender=None, **extra) -> None:
+    if standby.is_set():
+        try:
+            queues.prepare_standby()
+        except Exception:  # the database is away: activating it reconciles anyway
+            log.warning("could not list the queues this standby will consume")
+    else:
+        announce_next_task.set()
+    _ready.set()
+    beat_now()
+
+
 @signals.worker_shutdown.connect
 def _remove_entry(sender=None, **extra) -> None:
     """The pool has stopped: nothing runs here any more."""
@@ -227,12 +262,15 @@ def _remove_entry(sender=None, **extra) -> None:
         _heartbeat.remove()
 
 
-def list_workers() -> list[dict]:
-    """Every worker with a live entry, by hostname."""
+def list_workers(*, with_standby: bool = False) -> list[dict]:
+    """Every worker with a live entry, by hostname: the workers that serve (active or
+    draining); with `with_standby`, warm standbys too (they serve nothing until activated, so
+    capacity, drains and reshards never count them)."""
     client = get_redis()
     keys = sorted(client.scan_iter(match=worker_key("*"), count=500))
     values = client.mget(keys) if keys else []
-    return [json.loads(value) for value in values if value]
+    entries = [json.loads(value) for value in values if value]
+    return [e for e in entries if with_standby or e.get("state") != "standby"]
 
 
 def get_worker(hostname: str) -> dict | None:

@@ -1,9 +1,12 @@
 """`manage.py workers`: worker processes on one machine, as many as the load needs.
 
-Starts `--min` Celery workers (threads pool), restarts one that dies (with backoff, so a
-worker that cannot start does not spin), follows the capacity signal (fleet.capacity)
-between `--min` and `--max`, and scales down by draining the worker whose drain would be
-quickest (it stops consuming, hands its turns over at a step boundary and exits). A fixed
+Starts `--min` Celery workers (threads pool) and `--standby` warm standbys (started,
+consuming nothing: fleet.standby), restarts one that dies (with backoff, so a worker that
+cannot start does not spin), follows the capacity signal (fleet.capacity) between `--min`
+and `--max`, and scales down by draining the worker whose drain would be quickest (it
+stops consuming, hands its turns over at a step boundary and exits). Scaling up turns a
+ready standby on first (one control command) and starts a new standby in its place; it
+starts a worker cold only when no standby is ready or one does not answer. A fixed
 target set with `manage.py scale N` overrides the signal until `manage.py scale auto`.
 A worker drained from outside (`manage.py drain`) is not restarted: the supervisor runs
 one fewer from then on, until the next `manage.py scale`. SIGTERM or Ctrl-C drains every
@@ -31,7 +34,7 @@ from django.conf import settings
 
 from beamclaw.redis import get_redis, key
 
-from . import capacity, drain, registry
+from . import capacity, drain, registry, standby
 from .worker_command import worker_command
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 HEALTHY_AFTER = 60.0  # a worker up this long resets its restart backoff
+STANDBY_READY_WITHIN = 120.0  # a standby not ready this long after its start is replaced
 
 
 def target_key(label: str) -> str:
@@ -96,6 +100,8 @@ class Slot:
     """One worker process the supervisor runs, and its restart history."""
 
     name: str
+    standby: bool = False  # started with --standby and not activated yet
+    ready: bool = False  # a standby listed in the registry that answered a ping
     process: subprocess.Popen | None = None
     started: float = 0.0
     failures: int = 0
@@ -114,6 +120,7 @@ class Supervisor:
     concurrency: int
     shard: str | None = None  # "k/N" passed to the workers
     interval: float = 2.0
+    standby: int = 1  # warm standbys to keep besides the workers (fewer at --max)
     extra_args: list[str] = field(default_factory=list)
     slots: dict[str, Slot] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -149,7 +156,9 @@ class Supervisor:
         self._scale_generation = generation
         wanted = fixed_target(self.label)
         if wanted is None:
-            report = capacity.latest_report()
+            # Beat's report if it is fresh, else computed here: a step in the load is seen
+            # within one supervisor interval, not one interval plus beat's.
+            report = capacity.latest_report(max_age=self.interval)
             if self.label == "all":
                 # One machine's workers serve every hash shard.
                 wanted = sum(
@@ -171,17 +180,19 @@ class Supervisor:
             "withheld": self.withheld,
             "target": self.last_target,
             "workers": len(self.running()),
+            "standby": len(self.standbys()),
             "seen_at": time.time(),
         }
         ttl = max(10, round(self.interval * 5))
         get_redis().set(state_key(self.label, self.supervisor_id), json.dumps(state), ex=ttl)
 
-    def argv(self, name: str) -> list[str]:
+    def argv(self, slot: Slot) -> list[str]:
         return worker_command(
-            f"{name}@%h",
+            f"{slot.name}@%h",
             concurrency=self.concurrency,
             log_level=settings.LOG_LEVEL.lower(),
             shard=self.shard,
+            standby=slot.standby,
             extra_args=self.extra_args,
         )
 
@@ -193,21 +204,83 @@ class Supervisor:
         return f"{prefix}-{self._serial}"
 
     def _spawn(self, slot: Slot) -> None:
-        slot.process = subprocess.Popen(self.argv(slot.name), cwd=ROOT)
+        slot.process = subprocess.Popen(self.argv(slot), cwd=ROOT)
         slot.started = time.monotonic()
-        log.warning("started worker %s (pid %d)", slot.name, slot.process.pid)
+        slot.ready = False
+        kind = "standby" if slot.standby else "worker"
+        log.warning("started %s %s (pid %d)", kind, slot.name, slot.process.pid)
 
     def hostname(self, slot: Slot) -> str:
         return f"{slot.name}@{os.uname().nodename}"
 
     def running(self) -> list[Slot]:
-        return [s for s in self.slots.values() if not s.draining]
+        """The workers that serve (a standby is not capacity until it is activated)."""
+        return [s for s in self.slots.values() if not s.draining and not s.standby]
+
+    def standbys(self) -> list[Slot]:
+        return [s for s in self.slots.values() if not s.draining and s.standby]
+
+    def _add(self, *, standby: bool) -> None:
+        slot = Slot(self._new_name(), standby=standby)
+        self.slots[slot.name] = slot
+        self._spawn(slot)
 
     def scale_up(self, count: int) -> None:
+        """Activate ready standbys first; start the rest cold."""
+        ready = sorted((s for s in self.standbys() if s.ready and s.alive), key=lambda s: s.started)
         for _ in range(count):
-            slot = Slot(self._new_name())
-            self.slots[slot.name] = slot
-            self._spawn(slot)
+            if not (ready and self._activate(ready.pop(0))):
+                self._add(standby=False)
+
+    def _confirm_ready(self, slot: Slot) -> bool:
+        """Listed as a standby, and answers: checked once per standby, before it is needed."""
+        try:
+            entry = registry.get_worker(self.hostname(slot))
+            if not entry or entry["state"] != "standby":
+                return False
+            return standby.answers(self.hostname(slot), timeout=0.5)
+        except Exception:  # Redis is away: not ready
+            return False
+
+    def _activate(self, slot: Slot) -> bool:
+        began = time.monotonic()
+        try:
+            answered = standby.send_activate(self.hostname(slot))
+        except Exception:  # the broker is away
+            answered = False
+        if answered:
+            slot.standby = False
+            log.warning("activated standby %s (%.3f s)", slot.name, time.monotonic() - began)
+            return True
+        # A standby that cannot take a command is no use: replace it.
+        log.warning("standby %s did not answer: starting a worker cold", slot.name)
+        self._terminate(slot)
+        return False
+
+    def _terminate(self, slot: Slot) -> None:
+        """SIGTERM a worker with nothing to drain (a standby); it is gone once it exits."""
+        slot.draining = True
+        if slot.alive:
+            slot.process.send_signal(signal.SIGTERM)
+
+    def keep_standbys(self) -> None:
+        """`standby` standbys, fewer near --max: a standby there could never be activated."""
+        wanted = max(0, min(self.standby, self.maximum - len(self.running())))
+        have = sorted(self.standbys(), key=lambda s: (not s.ready, s.started))  # keep ready ones
+        for _ in range(wanted - len(have)):
+            self._add(standby=True)
+        for slot in have[wanted:]:
+            log.warning("stopping surplus standby %s", slot.name)
+            self._terminate(slot)
+        for slot in self.standbys():
+            if not slot.alive or slot.ready:
+                continue
+            if self._confirm_ready(slot):
+                slot.ready = True
+                log.warning("standby %s is ready", slot.name)
+            elif time.monotonic() - slot.started > STANDBY_READY_WITHIN:
+                log.warning("standby %s never answered: replacing it", slot.name)
+                self._terminate(slot)
 
     def scale_down(self, count: int) -> None:
         """Drain the `count` workers whose drain is expected to be quickest."""
@@ -231,8 +304,10 @@ class Supervisor:
                     slot.failures = 0
                 continue
             drained = slot.process is not None and self._take_drained_mark(slot)
-            if slot.draining:
-                del self.slots[name]  # drained (or died draining): gone for good
+            if slot.draining or (drained and slot.standby):
+                # Drained, stopped, or died draining: gone for good (a standby drained by
+                # hand is replaced by keep_standbys, as it never was capacity).
+                del self.slots[name]
                 continue
             if drained:
                 del self.slots[name]
@@ -249,7 +324,13 @@ class Supervisor:
                 slot.failures += 1
                 delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (slot.failures - 1))
                 slot.restart_at = now + delay
-                log.warning("worker %s exited (%s); restarting in %.0f s", name, code, delay)
+                log.warning(
+                    "%s %s exited (%s); restarting in %.0f s",
+                    "standby" if slot.standby else "worker",
+                    name,
+                    code,
+                    delay,
+                )
             elif now >= slot.restart_at:
                 slot.restart_at = 0.0
                 self._spawn(slot)
@@ -268,12 +349,15 @@ class Supervisor:
         except Exception:  # the database or Redis is away: hold steady
             log.warning("no capacity signal; keeping %d worker(s)", len(self.running()))
             return
+        if target != self.last_target:
+            log.warning("target %d -> %d worker(s)", self.last_target, target)
         self.last_target = target
         current = len(self.running())
         if target > current:
             self.scale_up(target - current)
         elif target < current:
             self.scale_down(current - target)
+        self.keep_standbys()
         try:
             self.publish()
         except Exception:  # Redis is away; `scale` then cannot name this supervisor
@@ -283,6 +367,7 @@ class Supervisor:
 
     def run(self) -> None:
         self.scale_up(self.minimum)
+        self.keep_standbys()
         while not self._stop.wait(self.interval):
             self.tick()
         self.shutdown()
@@ -293,7 +378,7 @@ class Supervisor:
         self._stop.set()
 
     def shutdown(self, timeout: float | None = None) -> None:
-        """SIGTERM to every worker (each drains), then wait for them."""
+        """SIGTERM to every worker and standby (each drains), then wait for them."""
         timeout = timeout or settings.WORKER_SHUTDOWN_GRACE_SECONDS + 5
         for slot in self.slots.values():
             if slot.alive:

@@ -26,15 +26,23 @@ from beamclaw.celery import tenant_queue
 from . import checks, drain, queues, registry
 from .registry import draining
 from .shards import Shard
+from .standby import activate, hold_queues
 
 logger = logging.getLogger(__name__)
 
 
 class WorkerOptions(bootsteps.Step):
     """At worker start: runs the worker's system checks (fleet.checks), then reads
-    `--shard` / `--tenants` (or BEAMCLAW_WORKER_SHARD / _TENANTS)."""
+    `--shard` / `--tenants` (or BEAMCLAW_WORKER_SHARD / _TENANTS) and `--standby`."""
 
-    def __init__(self, parent, shard: str | None = None, tenants: str | None = None, **options):
+    def __init__(
+        self,
+        parent,
+        shard: str | None = None,
+        tenants: str | None = None,
+        standby: bool = False,
+        **options,
+    ):
         pool = parent.pool_cls if isinstance(parent.pool_cls, str) else parent.pool_cls.__module__
         checks.worker_options.update(pool=pool, autoscale=options.get("autoscale"))
         serious = [m for m in run_checks(tags=[checks.WORKER_TAG]) if m.is_serious()]
@@ -42,6 +50,9 @@ class WorkerOptions(bootsteps.Step):
             raise SystemExit("\n".join(f"{m.id}: {m.msg}\n  HINT: {m.hint}" for m in serious))
         if shard or tenants:
             queues.set_current_shard(Shard.from_options(shard, tenants))
+        if standby:
+            # Celery applied -Q before building this step, and builds its consumer after.
+            hold_queues(parent.app.amqp.queues)
         # The turn loop asks this at each step boundary: a draining worker hands over.
         handover.install(draining.is_set)
         super().__init__(parent, **options)
@@ -56,7 +67,10 @@ def attach(app: Celery) -> None:
 
 @signals.celeryd_after_setup.connect
 def consume_tenant_queues(sender, instance, conf, **kwargs):
-    """A starting worker subscribes to the queues of the tenants its shard owns."""
+    """A starting worker subscribes to the queues of the tenants its shard owns (a standby
+    when it is activated)."""
+    if registry.standby.is_set():
+        return
     maps = queues.current_maps()
     names = queues.tenant_queues_for(queues.current_shard, maps)
     for queue in names:
@@ -97,7 +111,8 @@ def consume_tenant(state, slug: str, dedicated: bool = False) -> dict:
 
 
 def _consume_tenant(consumer, slug: str, dedicated: bool) -> None:
-    if draining.is_set():  # a drain began since the announcement
+    # A drain began since the announcement, or a standby: it takes its queues when activated.
+    if draining.is_set() or registry.standby.is_set():
         return
     if queues.current_shard.owns(slug, dedicated=dedicated, maps=queues.current_maps()):
         consumer.add_task_queue(tenant_queue(slug))
@@ -111,7 +126,7 @@ def reconcile_tenant_queues(state) -> dict:
 
 
 def _reconcile_now(consumer) -> None:
-    if draining.is_set():
+    if draining.is_set() or registry.standby.is_set():
         return
     queues.reconcile(consumer)
     registry.beat_now()  # `reshard` waits for the registry to show the new epochs
@@ -125,3 +140,13 @@ def drain_worker(state) -> dict:
     drain.mark_drained(state.hostname)
     stopped = drain.start_draining(state.consumer)
     return {"ok": f"draining: stopped consuming {len(stopped)} queue(s)"}
+
+
+@control_command()
+def activate_worker(state) -> dict:
+    """A supervisor turns this warm standby on (fleet.standby): it consumes its queues
+    from the consumer's next loop, without the seconds a new process takes to start."""
+    if not registry.standby.is_set():
+        return {"ok": "already consuming"}
+    state.consumer.call_soon(activate, state.consumer)
+    return {"ok": "activating"}

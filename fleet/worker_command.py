@@ -25,12 +25,14 @@ def worker_command(
     shard: str | None = None,
     tenants: str | None = None,
     task_events: bool = False,
+    standby: bool = False,
     extra_args: Sequence[str] = (),
     python: str = sys.executable,
 ) -> list[str]:
     """argv of a worker named `node_name` (e.g. `worker1@%h`): the threads pool, without
     gossip or mingle, consuming `--shard k/N` or `--tenants a,b` if given (else every
-    tenant's queue), with `extra_args` last."""
+    tenant's queue), or nothing until activated if `standby` (fleet.standby), with
+    `extra_args` last."""
     argv = [
         python,
         "-m",
@@ -52,4 +54,6 @@ def worker_command(
         argv += ["--shard", shard]
     if tenants:
         argv += ["--tenants", tenants]
+    if standby:
+        argv.append("--standby")
     return argv + list(extra_args)

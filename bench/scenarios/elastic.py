@@ -1,12 +1,15 @@
-"""elastic: a 10x surge under `manage.py workers --min 1 --max 6`, beside static pools of
-one and of six workers.
+"""elastic: a 10x surge under `manage.py workers --min 1 --max 6 --standby 1`, beside
+static pools of one and of six workers.
 
 Turns of 1 s arrive at 4/s for a minute, 40/s for a minute, then 4/s again, over 200
 sessions. The supervisor follows the capacity signal (celery-beat computes it every
-second here); the static runs have one, then six, workers throughout, with the same
-arrivals. A sampler reads the worker registry and the queued turns every 0.25 s, so the
-report can say when the first new worker took work, when the surge's backlog was gone, and
-how many worker-seconds each run used: the static pool of six is run, not multiplied.
+second here; the supervisor computes it itself when beat's report is older than its
+0.5 s interval) and turns its warm standby on first; the static runs have one, then six,
+workers throughout, with the same arrivals. A sampler reads the worker registry and the
+queued turns every 0.25 s, so the report can say when the first new worker took work,
+when the surge's backlog was gone, and how many worker-seconds each run used: the static
+pool of six is run, not multiplied. Worker-seconds count the standby too: it holds a
+process's memory while it waits.
 """
 
 from __future__ import annotations
@@ -37,9 +40,10 @@ THREADS = 8
 @dataclass
 class Sample:
     at: float  # seconds since the run started
-    workers: set[str]
+    workers: set[str]  # active: consuming
     busy: set[str]  # workers with a turn in flight
     queued: int
+    standby: set[str] = field(default_factory=set)  # started, consuming nothing
 
 
 @dataclass
@@ -51,7 +55,8 @@ class Timeline:
     def run(self) -> None:
         try:
             while not self._stop.wait(0.25):
-                entries = [e for e in list_workers() if e["state"] == "active"]
+                listed = list_workers(with_standby=True)
+                entries = [e for e in listed if e["state"] == "active"]
                 queued = Turn.objects.filter(status=TurnStatus.QUEUED).count()
                 self.samples.append(
                     Sample(
@@ -59,6 +64,7 @@ class Timeline:
                         {e["hostname"] for e in entries},
                         {e["hostname"] for e in entries if e["in_flight"]},
                         queued,
+                        {e["hostname"] for e in listed if e["state"] == "standby"},
                     )
                 )
         finally:
@@ -73,10 +79,11 @@ class Timeline:
         self._stop.set()
         self._thread.join()
 
-    def worker_seconds(self) -> float:
+    def worker_seconds(self, *, standby: bool = False) -> float:
+        """Seconds of active workers (of standbys with `standby`) over the run."""
         total, previous = 0.0, 0.0
         for sample in self.samples:
-            total += len(sample.workers) * (sample.at - previous)
+            total += len(sample.standby if standby else sample.workers) * (sample.at - previous)
             previous = sample.at
         return total
 
@@ -132,7 +139,7 @@ def _one_run(
             "supervisor",
             python(
                 *f"manage.py workers --min 1 --max {MAX_WORKERS} --concurrency {THREADS} "
-                "--interval 0.5".split()
+                "--standby 1 --interval 0.5".split()
             ),
             {**bench.platform.env, **env},
             bench.platform.log_dir,
@@ -179,6 +186,7 @@ def _one_run(
     )
     submitted = sum(o.completed for o in outcomes)
     duration = end - origin
+    standby_seconds = timeline.worker_seconds(standby=True)
     return {
         "submitted": submitted,
         "not_accepted": sum(o.failed for o in outcomes),
@@ -191,7 +199,9 @@ def _one_run(
         if backlog_empty is not None
         else None,
         "peak_workers": max((len(s.workers) for s in timeline.samples), default=0),
-        "worker_seconds": round(timeline.worker_seconds(), 1),
+        # Standbys included: they consume nothing but hold a worker process's memory.
+        "worker_seconds": round(timeline.worker_seconds() + standby_seconds, 1),
+        "standby_seconds": round(standby_seconds, 1),
         "duration_s": round(duration, 1),
     }
 
@@ -298,6 +308,7 @@ def run(bench: Bench) -> Result:
         "static_backlog_empty_after_surge_s": static["backlog_empty_after_surge_s"],
         "peak_workers": auto["peak_workers"],
         "worker_seconds": auto["worker_seconds"],
+        "standby_seconds": auto["standby_seconds"],
         "static_max_worker_seconds": round(static_max, 1),
         "static_max_duration_s": static6["duration_s"],
         "worker_seconds_ratio": ratio(auto["worker_seconds"], static_max),
@@ -330,7 +341,8 @@ def run(bench: Bench) -> Result:
         f"{num(f['first_new_worker_s'], 2)} s",
         "after the step to 40/s",
     )
-    result.goal(row, "≤ 3 s", f["first_new_worker_s"] is not None and f["first_new_worker_s"] <= 3)
+    first = f["first_new_worker_s"]
+    result.goal(row, "≤ 1 s", first is not None and first <= 1)
     row = result.row(
         "backlog empty after the surge",
         f"{num(f['backlog_empty_after_surge_s'], 2)} s",
@@ -339,8 +351,8 @@ def run(bench: Bench) -> Result:
     empty = f["backlog_empty_after_surge_s"]
     result.goal(row, "≤ 10 s", empty is not None and empty <= 10)
     row = result.row(
-        "worker-seconds",
-        num(f["worker_seconds"]),
+        "worker-seconds, standby included",
+        f"{num(f['worker_seconds'])} (standby {num(f['standby_seconds'])})",
         f"static {MAX_WORKERS} workers {num(f['static_max_worker_seconds'])} (run, "
         f"{num(f['static_max_duration_s'])} s)",
         f["worker_seconds_ratio"],

@@ -32,7 +32,10 @@ class WorkerSerializer(serializers.Serializer):
     hostname = serializers.CharField(help_text="Celery node name, e.g. `worker1@host`")
     pid = serializers.IntegerField()
     shard = serializers.CharField(help_text="the tenant queues it consumes")
-    state = serializers.ChoiceField(choices=["active", "draining"])
+    state = serializers.ChoiceField(
+        choices=["active", "draining", "standby"],
+        help_text="standby: started and consuming nothing until its supervisor needs it",
+    )
     started_at = serializers.DateTimeField()
     last_seen = serializers.DateTimeField(help_text="its last heartbeat")
     in_flight = serializers.IntegerField(help_text="sessions it is running now")
@@ -101,11 +104,12 @@ class StaffOnly:
 
 class WorkerListView(StaffOnly, APIView):
     """Every worker with a live heartbeat (it renews its entry every few seconds; a dead
-    one drops out within three heartbeats)."""
+    one drops out within three heartbeats), warm standbys included."""
 
     @extend_schema(responses=WorkerListSerializer, operation_id="ops_workers_list", tags=["ops"])
     def get(self, request):
-        return Response(WorkerListSerializer({"workers": registry.list_workers()}).data)
+        workers = registry.list_workers(with_standby=True)
+        return Response(WorkerListSerializer({"workers": workers}).data)
 
 
 class TenantCapacitySerializer(serializers.Serializer):

@@ -154,3 +154,18 @@ def test_operators_read_the_signal_as_json_and_at_metrics(acme, agent, settings)
     assert 'beamclaw_desired_workers{shard="0-of-1"} 3.0' in metrics
     assert 'beamclaw_capacity_parked_turns{shard="0-of-1"} 10.0' in metrics
     assert "tenant=" not in metrics.split("beamclaw_desired_workers")[1].split("\n# HELP")[0]
+
+
+@pytest.mark.django_db
+def test_a_report_older_than_the_supervisors_interval_is_computed_anew(acme, agent, settings):
+    settings.CAPACITY_DEFAULT_SERVICE_SECONDS = 1
+    stored = capacity.compute()  # beat's report, before the load
+    _turns(acme.tenant, agent, 30, TurnStatus.QUEUED, age=20)
+
+    fresh_enough = capacity.latest_report(max_age=60)
+    recomputed = capacity.latest_report(max_age=0)
+
+    assert fresh_enough == stored
+    assert recomputed["computed_at_epoch"] > stored["computed_at_epoch"]
+    assert recomputed["by_shard"] == {"0-of-1": 3}  # the load beat has not seen yet
+    assert capacity.latest_report() == recomputed  # and stored for the next reader
