@@ -28,11 +28,14 @@ TASK = "bench.floor_turn"
 
 def create_table() -> None:
     """The floor's one table (the bench's database is its own, made for the run)."""
+    postgres = connection.vendor == "postgresql"
+    id_column = "BIGSERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    now = "now()" if postgres else "CURRENT_TIMESTAMP"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS {TABLE} (id BIGSERIAL PRIMARY KEY, "
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (id {id_column}, "
             "session_key VARCHAR(200) NOT NULL, reply_to BIGINT, content TEXT NOT NULL, "
-            "created_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now())"
+            f"created_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT {now})"
         )
 
 

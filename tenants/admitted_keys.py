@@ -17,6 +17,7 @@ import threading
 import time
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -64,6 +65,7 @@ def admit(secret: str) -> ApiKey:
 
 
 def forget_all() -> None:
+    """Forget every admitted key: the next request of each is looked up again."""
     with _lock:
         _admitted.clear()
 
@@ -74,4 +76,6 @@ def forget_all() -> None:
 @receiver(post_delete, sender=Tenant)
 def _forget_on_change(**kwargs) -> None:
     # Revocation, suspension and limit changes are rare: forgetting everything is simplest.
+    # Again after the commit: a request may have cached the old row in between.
     forget_all()
+    transaction.on_commit(forget_all)
