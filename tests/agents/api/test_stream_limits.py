@@ -21,7 +21,7 @@ from tenants.models import ApiKey
 from tenants.services import revoke_api_key, set_limits
 from tenants.stream_slots import key_of as stream_slots_key
 from tests.fleet.conftest import RedisServer
-from tests.support import make_agent, send, start_web, wait_until
+from tests.support import make_agent, send, start_web, wait_for_turn, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
@@ -150,8 +150,9 @@ def test_a_tenant_at_its_stream_cap_is_refused_on_every_web_process_and_others_s
 
     # Another tenant is not held back by acme's streams.
     make_agent(globex.tenant, model)
-    send(globex, SESSION, "hello")
+    sent = send(globex, SESSION, "hello")
     open_stream(session_events(web), globex.headers)
+    assert wait_for_turn(sent["turn"]["id"]).status == "succeeded"
 
     # A client that hangs up gives its slot back.
     first.close()
