@@ -224,7 +224,7 @@ def _announce_cancelled(turn: Turn, code: str) -> None:
     """A turn cancelled before it started never runs: end its event stream here."""
     with contextlib.suppress(Exception):
         events.publish(
-            turn, [("turn.finished", {"status": TurnStatus.CANCELLED, "error_code": code})]
+            turn, [(events.TERMINAL_EVENT, {"status": TurnStatus.CANCELLED, "error_code": code})]
         )
 
 

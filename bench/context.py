@@ -115,10 +115,10 @@ class Bench:
     @staticmethod
     def retire(tenants: list[BenchTenant]) -> None:
         """Delete the scenario's tenants, so the next scenario's workers poll only its own
-        queues: a deleted tenant's queue leaves running workers (fleet reconciles them on
-        the delete) and workers started later never consume it. Deleted, not suspended:
-        workers keep consuming a suspended tenant's queue so its queued turns end
-        (`tenant_suspended`) instead of waiting unread."""
+        queues: running workers drop a deleted tenant's queue at their next reconcile
+        (QUEUE_RECONCILE_SECONDS) and workers started later never consume it. Deleted,
+        not suspended: workers keep consuming a suspended tenant's queue so its queued
+        turns end (`tenant_suspended`) instead of waiting unread."""
         delete_tenants([t.id for t in tenants])
 
     # -- loads -------------------------------------------------------------------------

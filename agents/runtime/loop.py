@@ -357,7 +357,7 @@ def _finish(
     if status == TurnStatus.FAILED:
         batch.append(("turn.failed", {"code": code, "message": message}))
     summary = {"status": status, "error_code": code, **_usage(turn)}
-    batch.append(("turn.finished", summary))
+    batch.append((events.TERMINAL_EVENT, summary))
     run.emit_events(batch)
     emit("turn.finished", **run.labels, **summary, duration_s=time.monotonic() - run.started)
     children.wake_parent(turn)

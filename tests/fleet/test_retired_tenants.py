@@ -6,18 +6,13 @@ import os
 
 import pytest
 
-from beamclaw.celery import app, tenant_queue
+from beamclaw.celery import tenant_queue
 from fleet.queues import tenant_queues_for
 from fleet.shards import Shard
 from tenants.models import Tenant
 from tenants.services import create_tenant, set_limits
 from tests.conftest import start_worker
-from tests.support import wait_until
-
-
-def _active_queues(hostname: str) -> set[str]:
-    reply = app.control.inspect([hostname], timeout=2).active_queues() or {}
-    return {q["name"] for q in reply.get(hostname, [])}
+from tests.support import active_queues, wait_until
 
 
 @pytest.mark.django_db(transaction=True)
@@ -31,18 +26,18 @@ def test_a_running_worker_stops_consuming_a_deleted_tenants_queue_but_not_a_susp
     hostname = f"retiring@{os.uname().nodename}"
     try:
         assert {tenant_queue("retired-tenant"), tenant_queue("suspended-tenant")} <= (
-            _active_queues(hostname)
+            active_queues(hostname)
         )
 
         Tenant.objects.filter(pk=retired.pk).delete()
         set_limits(tenant=suspended, is_active=False)
 
         wait_until(
-            lambda: tenant_queue("retired-tenant") not in _active_queues(hostname),
+            lambda: tenant_queue("retired-tenant") not in active_queues(hostname),
             timeout=15,
             message="the deleted tenant's queue to leave the running worker",
         )
-        assert tenant_queue("suspended-tenant") in _active_queues(hostname)
+        assert tenant_queue("suspended-tenant") in active_queues(hostname)
     finally:
         worker.stop()
 

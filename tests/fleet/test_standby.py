@@ -124,13 +124,17 @@ def test_a_standby_consumes_nothing_until_scale_up_turns_it_on_and_is_never_drai
     _wait_ready(supervisor, spare2)
     stuck = _listed(stack)[spare2]["pid"]
     os.kill(stuck, signal.SIGSTOP)
-    _scale(stack, "2")
-    wait_until(
-        lambda: len(_in_state(stack, "active")) == 2, timeout=60, message="a worker started cold"
-    )
-    assert f"standby {_name(spare2)} did not answer" in supervisor.log()
-    assert spare2 not in _in_state(stack, "active")
-    os.kill(stuck, signal.SIGCONT)  # it exits on the SIGTERM it was sent
+    try:
+        _scale(stack, "2")
+        wait_until(
+            lambda: len(_in_state(stack, "active")) == 2,
+            timeout=60,
+            message="a worker started cold",
+        )
+        assert f"standby {_name(spare2)} did not answer" in supervisor.log()
+        assert spare2 not in _in_state(stack, "active")
+    finally:
+        os.kill(stuck, signal.SIGCONT)  # it exits on the SIGTERM it was sent
 
     # At --max no standby is kept: it could never be turned on.
     spare3, _ = wait_until(
