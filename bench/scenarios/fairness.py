@@ -2,9 +2,9 @@
 
 The noisy tenant (limits raised, so nothing but the platform holds it back) submits its
 turns as fast as the API takes them; meanwhile the quiet tenant (limits raised too, so
-its own rate and budget never hold it back) sends
-one message every 100 ms and waits for each answer. Then the quiet tenant sends the same
-number of messages with no noise: that is its floor.
+its own rate and budget never hold it back) sends one message every 100 ms and waits for
+each answer. Then the quiet tenant sends the same number of messages with no noise: that
+is its floor.
 """
 
 from __future__ import annotations
