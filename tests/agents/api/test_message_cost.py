@@ -79,5 +79,7 @@ def test_a_message_answered_within_wait_costs_two_thread_hops_and_four_statement
     # no hop for authentication or throttling.
     assert [hop for hop in hops if hop not in DJANGOS_OWN] == ["_submit", "turn_with_reply"]
     assert len(hops) <= 5, hops
-    # The session (locked) with its agent, the turn, the message, the finished turn.
-    assert len(statements) == 4, statements
+    # The session (locked) with its agent, the turn, the message, the finished turn; not
+    # counting SQLite's BEGIN IMMEDIATE, as PostgreSQL's BEGIN is not seen here either.
+    queries = [sql for sql in statements if not sql.startswith("BEGIN")]
+    assert len(queries) == 4, statements
