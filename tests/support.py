@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+from asgiref import sync
 from django.db import connection
 
 from agents.models import FINAL_STATUSES, Message, Turn
@@ -41,6 +42,19 @@ def active_queues(hostname: str) -> set[str]:
     """The queues a running worker consumes, as it answers `inspect active_queues`."""
     reply = app.control.inspect([hostname], timeout=2).active_queues() or {}
     return {queue["name"] for queue in reply.get(hostname, [])}
+
+
+def count_thread_hops(monkeypatch) -> list[str]:
+    """From now on, the functions run in a thread (asgiref's sync_to_async), in order."""
+    hops: list[str] = []
+    call = sync.SyncToAsync.__call__
+
+    async def counted(self, *args, **kwargs):
+        hops.append(getattr(self.func, "__qualname__", repr(self.func)))
+        return await call(self, *args, **kwargs)
+
+    monkeypatch.setattr(sync.SyncToAsync, "__call__", counted)
+    return hops
 
 
 def free_port() -> int:

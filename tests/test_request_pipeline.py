@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from asgiref import sync
 from django.contrib.auth import get_user_model
 from django.core.checks import run_checks
 from django.core.management import call_command
 from django.test import AsyncClient
+
+from tests.support import count_thread_hops
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,15 +22,7 @@ PASSWORD = "s3cret-pass"
 @pytest.fixture
 def thread_hops(monkeypatch) -> list[str]:
     """The functions each request ran in a thread (asgiref's sync_to_async), in order."""
-    hops: list[str] = []
-    call = sync.SyncToAsync.__call__
-
-    async def counted(self, *args, **kwargs):
-        hops.append(getattr(self.func, "__qualname__", repr(self.func)))
-        return await call(self, *args, **kwargs)
-
-    monkeypatch.setattr(sync.SyncToAsync, "__call__", counted)
-    return hops
+    return count_thread_hops(monkeypatch)
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ import asyncio
 import json
 
 import pytest
-from asgiref import sync
 from django.db.backends.utils import CursorWrapper
 from django.test import AsyncClient
+
+from tests.support import count_thread_hops
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,19 +20,6 @@ DJANGOS_OWN = {
     "SimpleTemplateResponse.render",
     "HttpResponseBase.close",
 }
-
-
-def count_thread_hops(monkeypatch) -> list[str]:
-    """From now on, the functions run in a thread (asgiref's sync_to_async), in order."""
-    hops: list[str] = []
-    call = sync.SyncToAsync.__call__
-
-    async def counted(self, *args, **kwargs):
-        hops.append(getattr(self.func, "__qualname__", repr(self.func)))
-        return await call(self, *args, **kwargs)
-
-    monkeypatch.setattr(sync.SyncToAsync, "__call__", counted)
-    return hops
 
 
 def record_statements(monkeypatch) -> list[str]:
