@@ -45,32 +45,48 @@ def get_redis() -> redis.Redis:
     return _client(settings.REDIS_URL)
 
 
-_async_clients: dict[tuple[str, int], aioredis.Redis] = {}
+_async_clients: dict[tuple[str, int, bool], aioredis.Redis] = {}
 
 
 def get_async_redis() -> aioredis.Redis:
-    """An asyncio client for the running event loop (clients can't cross loops)."""
+    """An asyncio client for short commands on the running event loop (clients can't cross
+    loops). Its pool is not the streams' (get_async_stream_redis): open streams can never
+    take the connections the rate limit and the stream slots need."""
+    return _async_client(blocking_reads=False)
+
+
+def get_async_stream_redis() -> aioredis.Redis:
+    """An asyncio client for blocking reads (XREAD of `wait=` and event streams) on the
+    running event loop: one connection per waiting client."""
+    return _async_client(blocking_reads=True)
+
+
+def _async_client(*, blocking_reads: bool) -> aioredis.Redis:
     import asyncio
 
-    key = (settings.REDIS_URL, id(asyncio.get_running_loop()))
+    client_key = (settings.REDIS_URL, id(asyncio.get_running_loop()), blocking_reads)
     with _lock:
-        client = _async_clients.get(key)
+        client = _async_clients.get(client_key)
         if client is None:
-            # Blocking reads (XREAD of `wait=` and event streams) last up to
-            # WAIT_MAX_SECONDS: the read timeout must outlast them (redis-py's default is
-            # 5 s). One connection per waiting client, so the pool is large, and the web
-            # admits no more waiting clients than it holds (STREAMS_PER_PROCESS_MAX); if it
-            # runs out anyway, a request waits a little for one, then is told so.
+            if blocking_reads:
+                # Reads last up to WAIT_MAX_SECONDS: the read timeout must outlast them
+                # (redis-py's default is 5 s). The web admits no more waiting clients than
+                # the pool holds (STREAMS_PER_PROCESS_MAX); if it runs out anyway, a
+                # request waits a little for a connection, then is told so.
+                read_timeout = settings.WAIT_MAX_SECONDS + 10
+                size = settings.REDIS_ASYNC_MAX_CONNECTIONS
+            else:
+                read_timeout, size = 10, settings.REDIS_ASYNC_COMMAND_CONNECTIONS
             pool = aioredis.BlockingConnectionPool.from_url(
                 settings.REDIS_URL,
                 decode_responses=True,
                 socket_connect_timeout=3,
-                socket_timeout=settings.WAIT_MAX_SECONDS + 10,
-                max_connections=settings.REDIS_ASYNC_MAX_CONNECTIONS,
+                socket_timeout=read_timeout,
+                max_connections=size,
                 timeout=5,
             )
             client = aioredis.Redis(connection_pool=pool)
-            _async_clients[key] = client
+            _async_clients[client_key] = client
     return client
 
 

@@ -353,9 +353,12 @@ WAIT_MAX_SECONDS = 60
 # Event streams and `wait=` requests one web process holds open at once; each holds one
 # Redis connection, so past this a new one answers 503 instead of exhausting the pool.
 STREAMS_PER_PROCESS_MAX = env_int("STREAMS_PER_PROCESS_MAX", 1900)
-# Connections of a web process's asyncio Redis client: one per open stream, plus room for
-# short commands. Redis itself accepts 10,000 clients by default.
+# Connections of a web process's asyncio Redis client for blocking reads: one per open
+# stream or `wait`, plus a margin. Redis itself accepts 10,000 clients by default.
 REDIS_ASYNC_MAX_CONNECTIONS = env_int("REDIS_ASYNC_MAX_CONNECTIONS", STREAMS_PER_PROCESS_MAX + 100)
+# Connections of its client for short commands (the rate limit, stream slots): a pool of
+# its own, so open streams never starve them.
+REDIS_ASYNC_COMMAND_CONNECTIONS = env_int("REDIS_ASYNC_COMMAND_CONNECTIONS", 100)
 # A stream's slot in its tenant's count (Tenant.max_concurrent_streams) is a lease renewed
 # while it is open: a web process that dies frees its slots within this.
 STREAM_LEASE_SECONDS = env_float("STREAM_LEASE_SECONDS", 30.0)

@@ -20,7 +20,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from beamclaw.celery import app
-from beamclaw.redis import get_async_redis, get_redis, key
+from beamclaw.redis import get_async_stream_redis, get_redis, key
 
 TABLE = "bench_floor_row"
 TASK = "bench.floor_turn"
@@ -67,7 +67,7 @@ async def post_message(request: HttpRequest, tenant: str, key: str) -> JsonRespo
     wait_ms = int(float(body.get("wait") or 0) * 1000)
     answered = None
     if wait_ms:  # BLOCK 0 would wait for ever
-        redis = get_async_redis()
+        redis = get_async_stream_redis()
         answered = await redis.xread({stream_key(row_id): "0-0"}, block=wait_ms, count=1)
     status = "succeeded" if answered else "queued"
     return JsonResponse({"turn": {"id": row_id, "status": status}}, status=200 if answered else 202)

@@ -21,7 +21,7 @@ from agents.runtime.lease import lease_key
 from beamclaw.celery import app
 from beamclaw.redis import get_redis, key
 
-from .registry import draining, get_worker
+from .registry import beat_now, draining, get_worker
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ def start_draining(consumer) -> list[str]:
     """Stop consuming every queue, hand running turns back at their next step boundary,
     and stop the worker once they have (a warm shutdown, as on SIGTERM)."""
     draining.set()
+    beat_now()  # the registry says "draining" before the worker stops answering
     queues = [queue.name for queue in consumer.task_consumer.queues]
     for name in queues:
         consumer.cancel_task_queue(name)

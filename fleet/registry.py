@@ -164,6 +164,9 @@ class Heartbeat(bootsteps.StartStopStep):
         self.started_at = _now()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # One writer at a time, so an entry computed before a state change (a drain) is
+        # never written after the one that shows it.
+        self._write = threading.Lock()
 
     def entry(self) -> WorkerEntry:
         running = in_flight.running()
@@ -186,11 +189,12 @@ class Heartbeat(bootsteps.StartStopStep):
             return  # a standby is listed once it answers control commands (worker_ready)
         interval = settings.WORKER_HEARTBEAT_SECONDS
         try:
-            get_redis().set(
-                worker_key(self.worker.hostname),
-                json.dumps(self.entry().as_dict()),
-                ex=max(1, round(interval * 3)),
-            )
+            with self._write:
+                get_redis().set(
+                    worker_key(self.worker.hostname),
+                    json.dumps(self.entry().as_dict()),
+                    ex=max(1, round(interval * 3)),
+                )
         except RedisError:  # Redis is down: the entry expires, and comes back with it
             log.warning("could not write the heartbeat of %s", self.worker.hostname)
 

@@ -92,7 +92,10 @@ class OpenStreams:
         `started=False` for a stream whose response has yet to begin: it is given back by
         the watcher if the response never starts.
         """
-        if len(self._streams) + self._admitting >= settings.STREAMS_PER_PROCESS_MAX:
+        # Each open stream holds one connection of the streams' Redis pool: never admit
+        # more than it has, whatever the two settings say.
+        cap = min(settings.STREAMS_PER_PROCESS_MAX, settings.REDIS_ASYNC_MAX_CONNECTIONS)
+        if len(self._streams) + self._admitting >= cap:
             raise Unavailable(
                 "service_busy",
                 "This server has as many open streams as it can hold; retry shortly.",

@@ -21,7 +21,7 @@ from rest_framework.renderers import BaseRenderer
 
 from agents.runtime.events import TERMINAL_EVENT, decode
 from beamclaw.errors import InvalidInput
-from beamclaw.redis import get_async_redis
+from beamclaw.redis import get_async_stream_redis
 
 from .open_streams import Ending, OpenStream, open_streams
 
@@ -111,7 +111,7 @@ async def stream(
     try:
         yield ": stream open\n\n"
         try:
-            redis = get_async_redis()
+            redis = get_async_stream_redis()
             if finished_without_events is not None and not await redis.exists(stream_key):
                 summary = await finished_without_events()
                 if summary is not None:
@@ -146,7 +146,7 @@ async def wait_for_finish(done_stream: str, timeout: float, *, held: OpenStream)
 
     Ends early (False) when the server ends `held`.
     """
-    redis = get_async_redis()
+    redis = get_async_stream_redis()
     deadline = time.monotonic() + timeout
     while (remaining := deadline - time.monotonic()) > 0:
         try:

@@ -25,7 +25,7 @@ def test_issued_key_is_shown_once_and_only_its_hash_is_stored():
     stored = " ".join(str(value) for value in vars(row).values())
     assert issued.secret.startswith(f"bc_{row.prefix}_")
     assert issued.secret not in stored
-    assert issued.secret.split("_")[2] not in stored
+    assert issued.secret.split("_", 2)[2] not in stored
     assert row.secret_hash != issued.secret
 
 

@@ -198,11 +198,12 @@ def blocked_readers() -> int:
     )
 
 
-def test_a_stream_finding_the_redis_pool_exhausted_is_refused_with_503_not_broken(
+def test_a_stream_beyond_the_redis_pool_is_refused_with_503_not_broken(
     platform_env, log_dir, acme, acme_session, open_stream
 ):
-    """A pool smaller than the process's stream cap (a misconfiguration): the second
-    stream waits for a connection the first one holds, then is told, in JSON."""
+    """A pool smaller than the process's stream cap (a misconfiguration): the pool is the
+    cap, so the second stream is refused at once, in JSON, rather than admitted to wait
+    for a connection the first one holds."""
     env = dict(platform_env, REDIS_ASYNC_MAX_CONNECTIONS="1", STREAMS_PER_PROCESS_MAX="5")
     process, base_url = start_web(env, log_dir, "one-connection-web")
     blocked_before = blocked_readers()
@@ -215,8 +216,41 @@ def test_a_stream_finding_the_redis_pool_exhausted_is_refused_with_503_not_broke
 
         status, body, headers = refusal(session_events(base_url), acme.headers)
         assert status == 503
-        assert body["error"]["code"] == "events_unavailable"
+        assert body["error"]["code"] == "service_busy"
         assert int(headers["retry-after"]) > 0
+    finally:
+        process.stop()
+
+
+def test_open_streams_cannot_starve_the_rate_limit(
+    platform_env, log_dir, acme, acme_session, open_stream
+):
+    """Streams hold their Redis connections for minutes; the rate limit has a pool of its
+    own, so with every stream connection taken a key over its rate is still refused (not
+    let through after waiting for a connection that never frees)."""
+    env = dict(
+        platform_env,
+        REDIS_ASYNC_MAX_CONNECTIONS="1",
+        STREAMS_PER_PROCESS_MAX="5",
+        API_RATE_LIMIT="2/h",
+    )
+    process, base_url = start_web(env, log_dir, "one-stream-connection-web")
+    blocked_before = blocked_readers()
+    try:
+        open_stream(session_events(base_url), acme.headers)  # the key's first request
+        wait_until(
+            lambda: blocked_readers() > blocked_before,
+            message="the stream to hold the only stream connection in XREAD",
+        )
+        url = f"{base_url}/api/v1/sessions/{SESSION}/messages"
+        # Four more: even if the hour turns between two of them, two are over the rate.
+        answers = [
+            httpx.post(url, headers=acme.headers, json={"content": f"n{i}"}, timeout=30)
+            for i in range(4)
+        ]
+        refused = [a for a in answers if a.status_code == 429]
+        assert refused, [a.status_code for a in answers]
+        assert refused[0].json()["error"]["code"] == "rate_limited"
     finally:
         process.stop()
 
