@@ -29,6 +29,7 @@ SERVER_MODULES = ("child", "layers", "protocol", "sdk", "server")
 MESSAGE_CHARS = 1000
 # What a refusal by a layer looks like from inside: the errno the call got.
 REFUSAL_ERRNOS = {errno.EPERM, errno.EACCES, errno.EROFS, errno.EFBIG}
+ToolError = sdk.ToolError  # bound here: a tool may rebind the SDK's name in its own process
 
 
 class CapturedLog(io.TextIOBase):
@@ -37,7 +38,6 @@ class CapturedLog(io.TextIOBase):
     def __init__(self, limit_bytes: int) -> None:
         self._parts: list[bytes] = []
         self._room = limit_bytes
-        self.truncated = False
 
     def writable(self) -> bool:
         return True
@@ -45,12 +45,10 @@ class CapturedLog(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        data = text[: max(self._room, 0)].encode("utf-8", "replace")
-        if len(text) > self._room or len(data) > self._room:
-            self.truncated = True
-            data = data[: self._room]
-        self._parts.append(data)
-        self._room -= len(data)
+        if self._room > 0:
+            data = text[: self._room].encode("utf-8", "replace")[: self._room]
+            self._parts.append(data)
+            self._room -= len(data)
         return len(text)
 
     def text(self) -> str:
@@ -169,7 +167,7 @@ def _run(
             "tool_memory",
             f"the tool ran out of memory (limit {limits['memory_bytes'] // 2**20} MiB)",
         )
-    except sdk.ToolError as exc:
+    except ToolError as exc:
         return _fail(captured, "tool_error", _text(exc))
     except OSError as exc:
         refused = exc.errno in REFUSAL_ERRNOS
@@ -182,7 +180,7 @@ def _run(
             "tool_output_too_large",
             f"the result is {len(encoded)} bytes; the limit is {limits['result_bytes']}",
         )
-    head = {"ok": True, "log": captured.text(), "log_truncated": captured.truncated}
+    head = {"ok": True, "log": captured.text()}
     protocol.write_all(RESULT_FD, protocol.encode_frame(head, result=encoded))
     return 0
 
@@ -194,7 +192,6 @@ def _fail(captured: CapturedLog, code: str, message: str) -> int:
             "error_code": code,
             "message": message,
             "log": captured.text(),
-            "log_truncated": captured.truncated,
         }
     )
     return 0

@@ -26,6 +26,7 @@ import sysconfig
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,7 @@ class _Running:
     server_pid: int
     layers: tuple[str, ...]
     generation: int
+    started_at: float
 
 
 class SandboxServer:
@@ -129,18 +131,20 @@ class SandboxServer:
         allow_missing_layers: bool = False,
         bwrap: Path | None = None,
         start_timeout_s: float = 20.0,
+        restart_backoff_s: float = RESTART_BACKOFF_S,
         tmp_size_bytes: int = 256 * MiB,
     ) -> None:
         self.packages_dir = Path(packages_dir)
         self.allow_missing_layers = allow_missing_layers
         self.bwrap = bwrap if bwrap is not None else _bundled_bwrap()
         self.start_timeout_s = start_timeout_s
+        self.restart_backoff_s = restart_backoff_s
         self.tmp_size_bytes = tmp_size_bytes
         self._lock = threading.Lock()
         self._running: _Running | None = None
         self._probe: dict[str, Any] = {}
         self._unavailable = ""
-        self._failed_at = -RESTART_BACKOFF_S
+        self._failed_at = -restart_backoff_s
         self._generation = 0
         # A forked copy of this process (a prefork worker) starts a server of its own.
         os.register_at_fork(after_in_child=functools.partial(_forget_in_child, weakref.ref(self)))
@@ -182,11 +186,11 @@ class SandboxServer:
     def _current(self) -> _Running | None:
         with self._lock:
             running = self._running
-            if running is not None and running.process.poll() is not None:
+            if running is not None and running.process.returncode is not None:
                 logger.warning("sandbox server exited (%s); restarting", running.process.returncode)
                 self._stop()
                 running = None
-            if running is None and time.monotonic() - self._failed_at >= RESTART_BACKOFF_S:
+            if running is None and time.monotonic() - self._failed_at >= self.restart_backoff_s:
                 self._start()
                 running = self._running
             return running
@@ -232,6 +236,17 @@ class SandboxServer:
             _end(self._running)
             self._running = None
 
+    def _server_exited(self, process: subprocess.Popen) -> None:
+        """A server ended on its own: start the next one now, unless it kept dying young."""
+        with self._lock:
+            running = self._running
+            if running is None or running.process is not process:
+                return  # stopped on purpose, or a start attempt that was given up
+            logger.warning("sandbox server exited (%s); restarting", process.returncode)
+            self._stop()
+            if time.monotonic() - running.started_at >= self.restart_backoff_s:
+                self._start()
+
     def _restart_if(self, generation: int) -> None:
         """After a call found the server dead or stuck: end it, so the next call restarts it."""
         with self._lock:
@@ -256,7 +271,9 @@ class SandboxServer:
         ]
         env = {} if wrapper is not None else {"MALLOC_ARENA_MAX": "2"}
         try:
-            process = _spawn_kept(argv, env=env, pass_fd=server_end.fileno())
+            process = _spawn_kept(
+                argv, env=env, pass_fd=server_end.fileno(), on_exit=self._server_exited
+            )
         finally:
             server_end.close()
         try:
@@ -270,7 +287,7 @@ class SandboxServer:
         found = dict(hello["probe"])
         for layer, kind in _NAMESPACES.items():
             found[layer] = _own_namespace(server_pid, kind)
-        running = _Running(process, host_end, server_pid, (), self._generation)
+        running = _Running(process, host_end, server_pid, (), self._generation, time.monotonic())
         return running, found
 
     def _read_paths(self) -> list[str]:
@@ -400,7 +417,8 @@ class SandboxServer:
             self._restart_if(running.generation)
             return fail("sandbox_unavailable", "the sandbox stopped during the call; restarted")
         if "error" in status:
-            return fail("sandbox_unavailable", f"the sandbox could not start the call: {status}")
+            message = f"the sandbox could not start the call: {status['error']}"
+            return fail("sandbox_unavailable", message)
 
         if not status.get("tmp_removed", True):
             logger.warning("sandbox: a call's tmp could not be removed")
@@ -416,7 +434,7 @@ class SandboxServer:
         signal_number = status["signal"]
         if status["timed_out"]:
             return fail(
-                "tool_timeout", f"the tool ran longer than {limits.wall_timeout_s} s", layers
+                "tool_timeout", f"the tool ran longer than {limits.wall_timeout_s:g} s", layers
             )
         if overflow:
             return fail(
@@ -430,7 +448,7 @@ class SandboxServer:
             return fail("tool_crashed", "the tool corrupted its result channel", layers)
         if frames:
             frame = frames[0]
-            if frame.get("ok") is True:
+            if frame.get("ok") is True and not shielded:
                 return ToolOutcome(
                     ok=True,
                     result=frame.get("result"),
@@ -450,10 +468,10 @@ class SandboxServer:
                 log=str(frame.get("log", "")),
             )
         if signal_number in (signal.SIGSYS, signal.SIGXFSZ):
-            name = signal.Signals(signal_number).name
+            name = _signal_name(signal_number)
             return fail("tool_refused", f"a sandbox layer stopped the tool ({name})", layers)
         if signal_number:
-            name = signal.Signals(signal_number).name
+            name = _signal_name(signal_number)
             return fail("tool_crashed", f"the tool process died of {name}", layers)
         return fail(
             "tool_crashed", f"the tool exited (code {status['exit_code']}) without a result", layers
@@ -547,8 +565,14 @@ def _close(channels: _Channels, name: str) -> None:
         setattr(channels, name, -1)
 
 
-def _spawn_kept(argv: list[str], *, env: dict[str, str], pass_fd: int) -> subprocess.Popen:
-    """Start the server from a thread that lives as long as it does.
+def _spawn_kept(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    pass_fd: int,
+    on_exit: Callable[[subprocess.Popen], None],
+) -> subprocess.Popen:
+    """Start the server from a thread that lives as long as it does, then calls `on_exit`.
 
     bubblewrap's --die-with-parent ties the sandbox to the thread that forked it (the kernel's
     parent-death signal follows the thread, not the process): a worker thread that started it
@@ -571,6 +595,7 @@ def _spawn_kept(argv: list[str], *, env: dict[str, str], pass_fd: int) -> subpro
             return
         started.put(process)
         process.wait()
+        on_exit(process)
 
     threading.Thread(target=keep, name="sandbox-server", daemon=True).start()
     result = started.get()
@@ -647,6 +672,13 @@ def _site_packages() -> list[str]:
     for pattern in ("/usr/lib/python3*/dist-packages", "/usr/local/lib/python3*/*-packages"):
         found.update(glob.glob(pattern))
     return sorted(path for path in found if os.path.isdir(path))
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _is_within(path: str, root: str) -> bool:

@@ -432,6 +432,26 @@ def test_a_server_dying_mid_call_fails_that_call_and_the_next_call_works(package
     assert server.server_pid != first_pid
 
 
+def test_a_server_that_dies_idle_is_restarted_before_the_next_call(packages_dir):
+    server = SandboxServer(packages_dir=packages_dir, restart_backoff_s=0)
+    try:
+        server.start()
+        first_pid = server.server_pid
+        os.kill(first_pid, signal.SIGKILL)
+        second_pid = wait_until(
+            lambda: server.server_pid not in (None, first_pid) and server.server_pid
+        )
+        assert Path(f"/proc/{second_pid}").exists()
+        outcome = server.run_tool(
+            write_package(packages_dir, "def run():\n    return 'served'\n"), "tool:run", {}
+        )
+    finally:
+        server.stop()
+
+    assert outcome.ok and outcome.result == "served", outcome
+    assert server.server_pid is None  # stopped on purpose: not restarted
+
+
 def test_the_server_dies_with_the_process_that_started_it(packages_dir):
     script = textwrap.dedent(
         f"""
