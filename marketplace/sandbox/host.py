@@ -269,10 +269,9 @@ class SandboxServer:
             str(server_end.fileno()),
             json.dumps(config),
         ]
-        env = {} if wrapper is not None else {"MALLOC_ARENA_MAX": "2"}
         try:
             process = _spawn_kept(
-                argv, env=env, pass_fd=server_end.fileno(), on_exit=self._server_exited
+                argv, env={}, pass_fd=server_end.fileno(), on_exit=self._server_exited
             )
         finally:
             server_end.close()
@@ -304,7 +303,7 @@ class SandboxServer:
             # No further user namespaces inside; the server runs as nobody there.
             argv += ["--unshare-user", "--disable-userns", "--uid", str(NOBODY)]
             argv += ["--gid", str(NOBODY)]
-        argv += ["--cap-drop", "ALL", "--clearenv", "--setenv", "MALLOC_ARENA_MAX", "2"]
+        argv += ["--cap-drop", "ALL", "--clearenv"]
         # /tmp first: a packages directory under the host's /tmp is mounted on top of it.
         argv += ["--size", str(self.tmp_size_bytes), "--tmpfs", "/tmp"]
         argv += ["--ro-bind", "/usr", "/usr"]
@@ -337,8 +336,9 @@ class SandboxServer:
     ) -> ToolOutcome:
         """Run `entry_point` ("module.path:function") of the package in `package_dir`.
 
-        Raises ValueError for a caller's mistake (a package outside packages_dir, a malformed
-        entry point, arguments that are not a JSON object); every failure of the tool or the
+        The function is called with `arguments` as keyword arguments. Raises ValueError for a
+        caller's mistake (a package outside packages_dir, a malformed entry point, arguments
+        that are not a JSON object or larger than 1 MiB); every failure of the tool or the
         sandbox is a ToolOutcome with an error code.
         """
         limits = limits or SandboxLimits()

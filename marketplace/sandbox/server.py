@@ -341,10 +341,11 @@ def _send_credentials(control: socket.socket, hello: dict) -> None:
 
 
 def main() -> None:
+    layers.limit_malloc_arenas()
     control = socket.socket(fileno=int(sys.argv[1]))
     config = json.loads(sys.argv[2])
     loaded = preload()
-    os.environ.clear()  # MALLOC_ARENA_MAX was read by malloc at start; tools see nothing
+    os.environ.clear()  # empty already; what Python itself sets (LC_CTYPE) goes too
     python_paths = [path for path in sys.path if path != HERE]
     read_paths = config["read_paths"]
     found = self_test(read_paths)

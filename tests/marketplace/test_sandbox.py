@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import marketplace.sandbox as sandbox_module
 from marketplace.sandbox import SandboxLimits, SandboxServer, ToolOutcome
 from marketplace.sandbox.host import REQUIRED_LAYERS
 from tests.support import wait_until
@@ -80,6 +81,37 @@ def test_the_tool_sees_an_empty_environment_and_its_own_pid_namespace(sandbox, r
     assert seen["parent"] != sandbox.server_pid
     assert seen["pid_namespace"] == os.readlink(f"/proc/{sandbox.server_pid}/ns/pid")
     assert seen["pid_namespace"] != os.readlink("/proc/self/ns/pid")
+
+
+def test_threads_share_two_malloc_arenas_so_many_fit_under_the_memory_limit(run_tool):
+    outcome = run_tool(
+        """
+        import ctypes, os, threading
+
+        def run():
+            libc = ctypes.CDLL("libc.so.6")
+            libc.fdopen.restype = ctypes.c_void_p
+            libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+            release = threading.Event()
+
+            def allocate():
+                kept = [bytearray(1000) for _ in range(200)]
+                release.wait()
+
+            threads = [threading.Thread(target=allocate) for _ in range(6)]
+            for thread in threads:
+                thread.start()
+            report = libc.fdopen(os.open("malloc.xml", os.O_WRONLY | os.O_CREAT), b"w")
+            libc.malloc_info(0, report)
+            libc.fflush(None)
+            release.set()
+            for thread in threads:
+                thread.join()
+            return open("malloc.xml").read().count("<heap nr=")
+        """
+    )
+
+    assert outcome.result == 2, outcome  # glibc's default would give each thread its own
 
 
 def test_a_call_holds_no_fd_but_dev_null_and_its_own_result_pipe(run_tool):
@@ -363,6 +395,21 @@ def test_two_tenants_never_see_each_others_files_or_results(sandbox, packages_di
             "list": "PermissionError",
             "list_tmp": "PermissionError",
         }
+
+
+def test_the_module_level_run_tool_uses_the_settings(packages_dir, settings, monkeypatch):
+    settings.SANDBOX_PACKAGES_DIR = str(packages_dir)
+    monkeypatch.setattr(sandbox_module, "_default", None)
+    package = write_package(packages_dir, "def run(n):\n    return n + 1\n")
+    try:
+        outcome = sandbox_module.run_tool(package, "tool:run", {"n": 1})
+        found = sandbox_module.probe()
+    finally:
+        sandbox_module.default_server().stop()
+
+    assert outcome.ok and outcome.result == 2, outcome
+    assert found["seccomp"] and found["landlock"]
+    assert sandbox_module.default_server().packages_dir == packages_dir
 
 
 def test_fail_closed_when_a_required_layer_is_missing(packages_dir, tmp_path):

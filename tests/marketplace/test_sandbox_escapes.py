@@ -89,6 +89,8 @@ def test_a_host_file_holding_secrets_cannot_be_read(attack, packages_dir, tmp_pa
     seen = attempts_of(
         attack(
             """
+            import os
+
             def run(beside, elsewhere):
                 return {
                     "beside": attempt(lambda: open(beside).read()),
@@ -97,7 +99,6 @@ def test_a_host_file_holding_secrets_cannot_be_read(attack, packages_dir, tmp_pa
                     ),
                     "elsewhere": attempt(lambda: open(elsewhere).read()),
                 }
-            import os
             """,
             {"beside": str(beside_the_package), "elsewhere": str(elsewhere)},
         )
