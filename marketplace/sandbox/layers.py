@@ -204,8 +204,11 @@ def _add_path_rule(ruleset_fd: int, path: str, access: int) -> None:
 
 _SCMP_ACT_ALLOW = 0x7FFF0000
 _SCMP_CMP_NE = 1
+_SCMP_CMP_EQ = 4
 _SCMP_CMP_MASKED_EQ = 7
 CLONE_THREAD = 0x00010000
+_F_SETOWN = 8
+_F_SETOWN_EX = 15
 
 
 def _scmp_act_errno(code: int) -> int:
@@ -312,7 +315,8 @@ def apply_seccomp(*, own_pid: int) -> list[str]:
     Beyond DENIED_SYSCALLS: `clone` is denied unless it makes a thread; `clone3` answers ENOSYS
     (its flags sit in memory a filter cannot read, and glibc falls back to `clone` on ENOSYS, so
     threads still work); `socketpair` only for AF_UNIX (asyncio needs one); a signal may only go
-    to this process itself. Returns the names of the syscalls that are filtered.
+    to this process itself, and no fd may name another process as the owner its signals go to.
+    Returns the names of the syscalls that are filtered.
     """
     library = seccomp_library()
     lib = library.lib
@@ -340,6 +344,9 @@ def apply_seccomp(*, own_pid: int) -> list[str]:
         deny("socketpair", eperm, (0, _SCMP_CMP_NE, socket.AF_UNIX, 0))
         for name in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
             deny(name, eperm, (0, _SCMP_CMP_NE, own_pid, 0))
+        # An fd's owner receives SIGIO (or any signal F_SETSIG names) when it becomes ready.
+        for command in (_F_SETOWN, _F_SETOWN_EX):
+            deny("fcntl", eperm, (1, _SCMP_CMP_EQ, command, 0))
         result = lib.seccomp_load(ctx)
         if result != 0:
             raise LayerError(f"seccomp_load: {os.strerror(-result)}")

@@ -255,6 +255,22 @@ def test_an_exception_fails_the_call_with_its_type_and_truncated_text(run_tool):
     assert len(outcome.message) <= 1000
 
 
+def test_a_refusal_the_tool_does_not_catch_is_tool_refused(run_tool):
+    outcome = run_tool(
+        """
+        import socket
+
+        def run():
+            socket.create_connection(("127.0.0.1", 6379))
+        """
+    )
+
+    assert (outcome.error_code, outcome.message) == (
+        "tool_refused",
+        "PermissionError: [Errno 1] Operation not permitted",
+    )
+
+
 def test_a_result_that_is_not_json_is_a_tool_error(run_tool):
     outcome = run_tool("def run():\n    return {1, 2}\n")
 

@@ -472,6 +472,35 @@ def test_the_parent_cannot_be_signalled(sandbox, attack):
     assert sandbox.server_pid == server_pid
 
 
+def test_the_parent_cannot_be_signalled_through_an_fds_owner(sandbox, attack):
+    """F_SETOWN + F_SETSIG would have the kernel send SIGKILL to the server on I/O."""
+    server_pid = sandbox.server_pid
+
+    seen = attempts_of(
+        attack(
+            """
+            import fcntl, os, signal
+
+            F_SETSIG = 10
+
+            def run():
+                read_end, write_end = os.pipe()
+                return {
+                    "setown": attempt(lambda: fcntl.fcntl(read_end, fcntl.F_SETOWN, os.getppid())),
+                    "setsig": attempt(lambda: fcntl.fcntl(read_end, F_SETSIG, signal.SIGKILL)),
+                    "async": attempt(lambda: fcntl.fcntl(read_end, fcntl.F_SETFL, os.O_ASYNC)),
+                    "write": attempt(lambda: os.write(write_end, b"x")),
+                }
+            """
+        )
+    )
+    again = attack("def run():\n    return 'still serving'\n")
+
+    assert seen["setown"] == "PermissionError:EPERM"
+    assert again.result == "still serving"
+    assert sandbox.server_pid == server_pid
+
+
 def test_no_user_namespace_can_be_created(attack):
     seen = attempts_of(
         attack(
