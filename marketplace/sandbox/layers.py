@@ -31,7 +31,7 @@ def apply_rlimits(*, cpu_s: int, memory_bytes: int, file_size_bytes: int, open_f
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-# --- Landlock ---------------------------------------------------------------------------
+# --- libc: prctl, mallopt ------------------------------------------------------------
 
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -43,9 +43,11 @@ _libc.prctl.argtypes = [
     ctypes.c_ulong,
 ]
 
+PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 _M_ARENA_MAX = -8
-PR_SET_PDEATHSIG = 1
+
+# --- Landlock ---------------------------------------------------------------------------
 
 # The Landlock syscalls have the same numbers on every architecture that has them.
 _SYS_LANDLOCK_CREATE_RULESET = 444
