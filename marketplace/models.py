@@ -162,6 +162,9 @@ class UsageEvent(models.Model):
     platform_micros = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
+    def __str__(self) -> str:
+        return self.idempotency_key
+
 
 class LedgerAccount(models.TextChoices):
     CONSUMER = "consumer", "What the installing tenant owes"
@@ -181,3 +184,6 @@ class LedgerEntry(models.Model):
     )
     amount_micros = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.amount_micros:+d} µ"

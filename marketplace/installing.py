@@ -1,0 +1,195 @@
+"""Installing a package as a tenant's agent, and moving an installation between versions.
+
+An installation follows a spec (`^1.2`, `==1.2.0`, `latest`, ...). Moving it to another
+version changes one row in one transaction: versions are immutable, so nothing else has
+to change and no process restarts. A move that widens permissions or price waits in
+`pending_consent` until the tenant consents.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from agents.models import Agent, ProviderName
+from agents.services import create_agent, delete_agent, update_agent
+from beamclaw.errors import Conflict, InvalidInput
+from tenants.models import Tenant
+
+from . import consent
+from .models import Installation, InstallationState, Package, PackageVersion, VersionStatus
+from .versions import VersionSpec, parse_spec, resolve
+
+
+def resolve_version(package: Package, spec: VersionSpec) -> PackageVersion:
+    """The version of `package` that `spec` picks now (never a revoked one; a yanked one
+    only when pinned exactly), or InvalidInput `no_matching_version`."""
+    chosen = resolve(spec, list(package.versions.defer("artifact")))
+    if chosen is None:
+        raise InvalidInput(
+            "no_matching_version",
+            f"No installable version of {package} matches '{spec}'.",
+            details={"field": "version"},
+        )
+    return chosen
+
+
+def agent_fields(manifest: dict, *, model_override: str = "") -> dict:
+    """The agent settings a version gives its installation's agent."""
+    model = manifest.get("model") or {}
+    fields = {
+        "system_prompt": manifest.get("system_prompt", ""),
+        "tools": sorted(manifest.get("builtin_tools", [])),
+    }
+    if model.get("provider"):
+        fields["provider"], fields["model"] = model["provider"], model["name"]
+    if model_override:
+        fields["model"] = model_override
+    return fields
+
+
+def install(
+    *,
+    tenant: Tenant,
+    package: Package,
+    spec: str = "latest",
+    agent_slug: str = "",
+    provider: str = "",
+    model: str = "",
+    spend_cap_micros: int | None = None,
+) -> Installation:
+    """A new agent of `tenant` backed by `package` at the version `spec` picks. The
+    permissions that version asks for are granted (the caller echoes them for consent)."""
+    version = resolve_version(package, parse_spec(spec))
+    if provider and provider not in ProviderName.values:
+        raise InvalidInput(
+            "invalid_provider", f"Unknown provider '{provider[:32]}'.", {"field": "provider"}
+        )
+    fields = agent_fields(version.manifest, model_override=model)
+    if provider:
+        fields["provider"] = provider
+    with transaction.atomic():
+        agent = create_agent(
+            tenant=tenant, slug=agent_slug or package.slug, name=str(package), **fields
+        )
+        return Installation.objects.create(
+            tenant=tenant,
+            agent=agent,
+            package=package,
+            spec=str(parse_spec(spec)),
+            version=version,
+            granted_permissions=version.manifest.get("permissions", {}),
+            spend_cap_micros=spend_cap_micros,
+        )
+
+
+def preview(installation: Installation, target: PackageVersion) -> consent.VersionDiff:
+    return consent.diff(
+        installation.version.version,
+        installation.version.manifest,
+        target.version,
+        target.manifest,
+        installation.granted_permissions,
+    )
+
+
+def _move(installation: Installation, target: PackageVersion, *, consented: bool) -> None:
+    """Point the installation (and its agent's settings) at `target`, in the caller's
+    transaction."""
+    if target.pk != installation.version_id:
+        installation.previous_version = installation.version
+        installation.version = target
+    if consented:
+        installation.granted_permissions = _union(
+            installation.granted_permissions, target.manifest.get("permissions", {})
+        )
+    installation.pending_version = None
+    installation.state = InstallationState.ACTIVE
+    installation.save()
+    agent: Agent = installation.agent
+    update_agent(agent=agent, **agent_fields(target.manifest, model_override=""))
+
+
+def _union(granted: dict, wanted: dict) -> dict:
+    merged = dict(granted)
+    for name, value in consent.permissions_added(granted, wanted).items():
+        merged[name] = (
+            sorted(set(merged.get(name) or []) | set(value)) if isinstance(value, list) else value
+        )
+    return merged
+
+
+def upgrade(
+    *, installation: Installation, spec: str | None = None, dry_run: bool = False
+) -> tuple[consent.VersionDiff, Installation]:
+    """Move to the version `spec` (or the installation's own spec) picks now. Asking for it
+    is consent: the move happens even if it widens permissions or price. With `dry_run`,
+    only the diff."""
+    parsed = parse_spec(spec) if spec is not None else parse_spec(installation.spec)
+    target = resolve_version(installation.package, parsed)
+    diff = preview(installation, target)
+    if dry_run:
+        return diff, installation
+    with transaction.atomic():
+        installation = Installation.objects.select_for_update().get(pk=installation.pk)
+        installation.spec = str(parsed)
+        _move(installation, target, consented=True)
+    return diff, installation
+
+
+def rollback(*, installation: Installation) -> Installation:
+    """Back to the version before the last move; the spec becomes that exact version, so
+    the installation stays there until upgraded on purpose."""
+    with transaction.atomic():
+        installation = Installation.objects.select_for_update().get(pk=installation.pk)
+        previous = installation.previous_version
+        if previous is None:
+            raise Conflict("nothing_to_roll_back", "This installation has not been upgraded.")
+        if previous.status == VersionStatus.REVOKED:
+            raise Conflict("version_revoked", f"Version {previous.version} was revoked.")
+        installation.spec = f"=={previous.version}"
+        _move(installation, previous, consented=False)
+    return installation
+
+
+def consent_to_pending(*, installation: Installation) -> Installation:
+    with transaction.atomic():
+        installation = Installation.objects.select_for_update().get(pk=installation.pk)
+        target = installation.pending_version
+        if target is None:
+            raise Conflict("nothing_pending", "No version of this installation waits for consent.")
+        _move(installation, target, consented=True)
+    return installation
+
+
+def follow_spec(installation: Installation) -> None:
+    """After a publish, yank or revoke: move the installation to what its spec picks now,
+    unless that widens what the tenant consented to (then it waits in pending_consent).
+    Runs in the caller's transaction."""
+    try:
+        target = resolve_version(installation.package, parse_spec(installation.spec))
+    except InvalidInput:
+        return  # nothing in range any more (every version yanked): keep the current one
+    if target.pk == installation.version_id and installation.pending_version_id is None:
+        return
+    if preview(installation, target).widens:
+        installation.pending_version = target
+        installation.state = InstallationState.PENDING_CONSENT
+        installation.save(update_fields=["pending_version", "state", "updated_at"])
+    else:
+        _move(installation, target, consented=False)
+
+
+def follow_spec_everywhere(package: Package) -> None:
+    for installation in (
+        Installation.objects.select_for_update()
+        .filter(package=package)
+        .select_related("agent", "version", "package")
+    ):
+        follow_spec(installation)
+
+
+def uninstall(*, installation: Installation) -> None:
+    with transaction.atomic():
+        agent = installation.agent
+        installation.delete()
+        delete_agent(agent=agent)

@@ -1,0 +1,99 @@
+"""Read-side queries for the marketplace: the catalogue, packages as one tenant may see
+them, and a tenant's installations.
+
+An unlisted package is its publisher's own: to every other tenant it answers 404, exactly
+like a package that does not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from beamclaw.errors import first_or_not_found
+from tenants.models import Tenant
+
+from .models import Installation, Package, PackageVersion, VersionStatus, Visibility
+from .versions import parse_version
+
+CALLS_WINDOW = timedelta(days=30)
+
+
+def packages_visible_to(tenant: Tenant | None) -> QuerySet[Package]:
+    """Public packages, and the tenant's own unlisted ones."""
+    visible = Q(visibility=Visibility.PUBLIC)
+    if tenant is not None:
+        visible |= Q(publisher__tenant=tenant)
+    return Package.objects.filter(visible).select_related("publisher")
+
+
+def catalogue(tenant: Tenant | None, *, search: str = "", publisher: str = "") -> QuerySet[Package]:
+    """Listed packages with a version that can be installed, most installed first, each
+    with `install_count` and `calls_30d` (metered calls in the last 30 days)."""
+    since = timezone.now() - CALLS_WINDOW
+    packages = (
+        Package.objects.filter(visibility=Visibility.PUBLIC)
+        .filter(versions__status__in=[VersionStatus.ACTIVE, VersionStatus.YANKED])
+        .select_related("publisher")
+        .distinct()
+    )
+    if search:
+        packages = packages.filter(
+            Q(slug__icontains=search)
+            | Q(summary__icontains=search)
+            | Q(publisher__handle__icontains=search)
+        )
+    if publisher:
+        packages = packages.filter(publisher__handle=publisher)
+    return packages.annotate(
+        install_count=Count("installations", distinct=True),
+        calls_30d=Count(
+            "versions__usage_events",
+            filter=Q(versions__usage_events__created_at__gte=since)
+            & ~Q(versions__usage_events__kind="turn"),
+            distinct=True,
+        ),
+    )
+
+
+def get_package(tenant: Tenant | None, publisher: str, slug: str) -> Package:
+    return first_or_not_found(
+        packages_visible_to(tenant),
+        "package_not_found",
+        f"There is no package '{publisher[:63]}/{slug[:63]}'.",
+        publisher__handle=publisher,
+        slug=slug,
+    )
+
+
+def versions_of(package: Package) -> list[PackageVersion]:
+    """Every version of the package (revoked ones included, marked), newest first."""
+    versions = list(package.versions.defer("artifact"))
+    versions.sort(key=lambda v: parse_version(v.version), reverse=True)
+    return versions
+
+
+def get_version(package: Package, version: str) -> PackageVersion:
+    return first_or_not_found(
+        package.versions.defer("artifact"),
+        "version_not_found",
+        f"Package {package} has no version '{version[:64]}'.",
+        version=version,
+    )
+
+
+def installations_of(tenant: Tenant) -> QuerySet[Installation]:
+    return Installation.objects.filter(tenant=tenant).select_related(
+        "agent", "package__publisher", "version", "pending_version", "previous_version"
+    )
+
+
+def get_installation(tenant: Tenant, installation_id: int) -> Installation:
+    return first_or_not_found(
+        installations_of(tenant),
+        "installation_not_found",
+        f"There is no installation {installation_id}.",
+        pk=installation_id,
+    )
