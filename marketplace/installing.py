@@ -62,7 +62,9 @@ def install(
     version = resolve_version(package, parse_spec(spec))
     if provider and provider not in ProviderName.values:
         raise InvalidInput(
-            "invalid_provider", f"Unknown provider '{provider[:32]}'.", {"field": "provider"}
+            "invalid_provider",
+            f"Unknown provider '{provider[:32]}'.",
+            details={"field": "provider"},
         )
     fields = agent_fields(version.manifest, model_override=model)
     if provider:

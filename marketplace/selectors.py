@@ -16,7 +16,7 @@ from beamclaw.errors import first_or_not_found
 from tenants.models import Tenant
 
 from .models import Installation, Package, PackageVersion, VersionStatus, Visibility
-from .versions import parse_version
+from .versions import parse_spec, parse_version, resolve
 
 CALLS_WINDOW = timedelta(days=30)
 
@@ -32,7 +32,6 @@ def packages_visible_to(tenant: Tenant | None) -> QuerySet[Package]:
 def catalogue(tenant: Tenant | None, *, search: str = "", publisher: str = "") -> QuerySet[Package]:
     """Listed packages with a version that can be installed, most installed first, each
     with `install_count` and `calls_30d` (metered calls in the last 30 days)."""
-    since = timezone.now() - CALLS_WINDOW
     packages = (
         Package.objects.filter(visibility=Visibility.PUBLIC)
         .filter(versions__status__in=[VersionStatus.ACTIVE, VersionStatus.YANKED])
@@ -47,6 +46,13 @@ def catalogue(tenant: Tenant | None, *, search: str = "", publisher: str = "") -
         )
     if publisher:
         packages = packages.filter(publisher__handle=publisher)
+    return with_counts(packages)
+
+
+def with_counts(packages: QuerySet[Package]) -> QuerySet[Package]:
+    """Each package with `install_count` and `calls_30d` (metered model and tool calls in
+    the last 30 days)."""
+    since = timezone.now() - CALLS_WINDOW
     return packages.annotate(
         install_count=Count("installations", distinct=True),
         calls_30d=Count(
@@ -60,7 +66,7 @@ def catalogue(tenant: Tenant | None, *, search: str = "", publisher: str = "") -
 
 def get_package(tenant: Tenant | None, publisher: str, slug: str) -> Package:
     return first_or_not_found(
-        packages_visible_to(tenant),
+        with_counts(packages_visible_to(tenant)),
         "package_not_found",
         f"There is no package '{publisher[:63]}/{slug[:63]}'.",
         publisher__handle=publisher,
@@ -97,3 +103,18 @@ def get_installation(tenant: Tenant, installation_id: int) -> Installation:
         f"There is no installation {installation_id}.",
         pk=installation_id,
     )
+
+
+def latest_versions(packages: list[Package]) -> dict[int, str]:
+    """Each package's highest installable release (what `latest` installs), by package id."""
+    by_package: dict[int, list[PackageVersion]] = {}
+    for version in PackageVersion.objects.filter(package__in=packages).only(
+        "package_id", "version", "status"
+    ):
+        by_package.setdefault(version.package_id, []).append(version)
+    latest = parse_spec("latest")
+    return {
+        package_id: chosen.version
+        for package_id, versions in by_package.items()
+        if (chosen := resolve(latest, versions)) is not None
+    }
