@@ -198,6 +198,7 @@ def test_the_readme_examples_run_as_written(stack, demo_dir, platform_env):
         ("Sub-agents", None),
         ("Scheduled jobs", 1),  # the first block; the second needs a Slack workspace
         ("Tenants and API keys by hand", None),
+        ("Marketplace", None),
     ]
     ran = 0
     for section, count in sections:
