@@ -159,7 +159,7 @@ def _opened(tar_bytes: bytes) -> Iterator[tuple[tarfile.TarFile, Members]]:
     try:
         with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:", tarinfo=_BoundedTarInfo) as tar:
             yield tar, _checked_members(tar, tar_bytes)
-    except (tarfile.TarError, EOFError) as exc:
+    except (tarfile.TarError, EOFError, RecursionError, ValueError, OverflowError) as exc:
         raise _refused("artifact_invalid", f"it is not a valid tar archive ({exc}).")
 
 

@@ -22,8 +22,12 @@ from .versions import VersionSpec, parse_spec, resolve
 
 def resolve_version(package: Package, spec: VersionSpec) -> PackageVersion:
     """The version of `package` that `spec` picks now (never a revoked one; a yanked one
-    only when pinned exactly), or InvalidInput `no_matching_version`."""
-    chosen = resolve(spec, list(package.versions.defer("artifact")))
+    only when pinned exactly), or InvalidInput `no_matching_version`. Only the chosen
+    version's manifest is read."""
+    candidates = list(package.versions.only("id", "version", "status"))
+    chosen = resolve(spec, candidates)
+    if chosen is not None:
+        chosen = PackageVersion.objects.defer("artifact").get(pk=chosen.pk)
     if chosen is None:
         raise InvalidInput(
             "no_matching_version",
@@ -47,6 +51,15 @@ def agent_fields(manifest: dict, *, model_override: str = "") -> dict:
     return fields
 
 
+def _spec(text: str) -> VersionSpec:
+    spec = parse_spec(text)
+    if len(str(spec)) > Installation._meta.get_field("spec").max_length:
+        raise InvalidInput(
+            "invalid_version_spec", "The version spec is too long.", details={"field": "version"}
+        )
+    return spec
+
+
 def install(
     *,
     tenant: Tenant,
@@ -59,7 +72,8 @@ def install(
 ) -> Installation:
     """A new agent of `tenant` backed by `package` at the version `spec` picks. The
     permissions that version asks for are granted (the caller echoes them for consent)."""
-    version = resolve_version(package, parse_spec(spec))
+    parsed = _spec(spec)
+    version = resolve_version(package, parsed)
     if provider and provider not in ProviderName.values:
         raise InvalidInput(
             "invalid_provider",
@@ -77,7 +91,7 @@ def install(
             tenant=tenant,
             agent=agent,
             package=package,
-            spec=str(parse_spec(spec)),
+            spec=str(parsed),
             version=version,
             granted_permissions=version.manifest.get("permissions", {}),
             spend_cap_micros=spend_cap_micros,
@@ -126,7 +140,7 @@ def upgrade(
     """Move to the version `spec` (or the installation's own spec) picks now. Asking for it
     is consent: the move happens even if it widens permissions or price. With `dry_run`,
     only the diff."""
-    parsed = parse_spec(spec) if spec is not None else parse_spec(installation.spec)
+    parsed = _spec(spec) if spec is not None else parse_spec(installation.spec)
     target = resolve_version(installation.package, parsed)
     diff = preview(installation, target)
     if dry_run:
@@ -159,20 +173,21 @@ def consent_to_pending(*, installation: Installation) -> Installation:
         target = installation.pending_version
         if target is None:
             raise Conflict("nothing_pending", "No version of this installation waits for consent.")
+        if target.status == VersionStatus.REVOKED:
+            raise Conflict("version_revoked", f"Version {target.version} was revoked.")
         _move(installation, target, consented=True)
     return installation
 
 
-def follow_spec(installation: Installation) -> None:
-    """After a publish, yank or revoke: move the installation to what its spec picks now,
-    unless that widens what the tenant consented to (then it waits in pending_consent).
-    Runs in the caller's transaction."""
-    try:
-        target = resolve_version(installation.package, parse_spec(installation.spec))
-    except InvalidInput:
+def follow_spec(installation: Installation, pick: PackageVersion | None) -> None:
+    """After a publish, yank or revoke: move the installation to `pick`, what its spec picks
+    now, unless that widens what the tenant consented to (then it waits in
+    pending_consent). Runs in the caller's transaction."""
+    if pick is None:
         return  # nothing in range any more (every version yanked): keep the current one
-    if target.pk == installation.version_id and installation.pending_version_id is None:
+    if pick.pk == installation.version_id and installation.pending_version_id is None:
         return
+    target = PackageVersion.objects.defer("artifact").get(pk=pick.pk)
     if preview(installation, target).widens:
         installation.pending_version = target
         installation.state = InstallationState.PENDING_CONSENT
@@ -182,12 +197,19 @@ def follow_spec(installation: Installation) -> None:
 
 
 def follow_spec_everywhere(package: Package) -> None:
-    for installation in (
-        Installation.objects.select_for_update()
+    """follow_spec for every installation of the package; each distinct spec is resolved
+    once. Runs in the caller's transaction (which holds the package's row)."""
+    candidates = list(package.versions.only("id", "version", "status"))
+    picks: dict[str, PackageVersion | None] = {}
+    installations = (
+        Installation.objects.select_for_update(of=("self",))
         .filter(package=package)
         .select_related("agent", "version", "package")
-    ):
-        follow_spec(installation)
+    )
+    for installation in installations:
+        if installation.spec not in picks:
+            picks[installation.spec] = resolve(parse_spec(installation.spec), candidates)
+        follow_spec(installation, picks[installation.spec])
 
 
 def uninstall(*, installation: Installation) -> None:

@@ -54,12 +54,32 @@ PRICING_AMOUNTS: dict[str, tuple[str, ...]] = {
 }
 _ALL_AMOUNTS = frozenset(name for names in PRICING_AMOUNTS.values() for name in names)
 # Keywords whose value is a map of names to schemas, a list of schemas, or one schema.
-_SCHEMA_MAPS = ("properties", "$defs", "definitions", "dependentSchemas", "patternProperties")
+_SCHEMA_MAPS = ("properties", "dependentSchemas")
 _SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
 _SCHEMA_ONE = (
     "items", "additionalProperties", "not", "if", "then", "else", "contains",
     "propertyNames", "unevaluatedItems", "unevaluatedProperties",
 )  # fmt: skip
+
+
+# What a tool's parameters may say. No references ($ref, $defs, $anchor, $id...), so every
+# subschema is where it appears and the whole schema is as small as the manifest; no
+# regular expressions (pattern, patternProperties): the platform checks arguments in its
+# own process. Anything else is refused too, so nothing hides under an unknown key.
+_SCHEMA_VALUES = (
+    "type", "enum", "const", "required", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "multipleOf", "minLength", "maxLength", "minItems", "maxItems",
+    "uniqueItems", "minProperties", "maxProperties", "minContains", "maxContains",
+    "dependentRequired", "description", "title", "default", "examples", "format",
+    "readOnly", "writeOnly", "deprecated", "contentMediaType", "contentEncoding",
+    "$comment", "$schema",
+)  # fmt: skip
+_SCHEMA_KEYWORDS = frozenset((*_SCHEMA_VALUES, *_SCHEMA_MAPS, "allOf", "anyOf", "oneOf",
+                              "prefixItems", "items", "additionalProperties", "not", "if",
+                              "then", "else", "contains", "propertyNames", "unevaluatedItems",
+                              "unevaluatedProperties"))  # fmt: skip
+MAX_SCHEMA_NODES = 500
+_CREDENTIAL_HEADER = re.compile(r"authorization|api[-_]?key|token|secret|password|cookie", re.I)
 
 
 def json_path(*parts: str | int) -> str:
@@ -138,15 +158,22 @@ def _names(manifest: dict[str, Any], permissions: dict[str, Any]) -> list[Proble
 def _parameters(schema: dict[str, Any], where: tuple[str | int, ...]) -> list[Problem]:
     problems: list[Problem] = []
 
+    nodes = 0
+
     def visit(node: Any, path: tuple[str | int, ...]) -> None:
+        nonlocal nodes
         if not isinstance(node, dict):
             return
-        for keyword in ("pattern", "patternProperties"):
-            if keyword in node:
+        nodes += 1
+        if nodes == MAX_SCHEMA_NODES + 1:
+            problems.append((json_path(*where), f"over {MAX_SCHEMA_NODES} subschemas"))
+        for keyword in node:
+            if keyword in ("pattern", "patternProperties"):
                 problems.append((json_path(*path, keyword), "regular expressions are refused"))
-        for keyword in ("$ref", "$dynamicRef"):
-            if isinstance(node.get(keyword), str) and not node[keyword].startswith("#"):
-                problems.append((json_path(*path, keyword), "only local references (#...)"))
+            elif keyword not in _SCHEMA_KEYWORDS:
+                problems.append(
+                    (json_path(*path, keyword), "not a keyword tool parameters may use")
+                )
         for keyword in _SCHEMA_MAPS:
             if isinstance(node.get(keyword), dict):
                 for name, child in node[keyword].items():
@@ -204,7 +231,10 @@ def _http_tool(tool: dict[str, Any], index: int, permissions: dict[str, Any]) ->
 def _url(tool: dict[str, Any], index: int) -> list[Problem]:
     where, url = json_path("tools", index, "url"), tool["url"]
     problems: list[Problem] = []
-    host = urlsplit(url).netloc
+    try:
+        host = urlsplit(url).netloc
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 literal
+        return [(where, f"not a URL: {exc}")]
     if not _HOST.fullmatch(host):
         message = "needs a fixed DNS name in lower case as host: no IP address, user info or port"
         problems.append((where, message))
@@ -237,6 +267,9 @@ def _headers(tool: dict[str, Any], index: int, secrets: list[str]) -> list[Probl
         outside_references = _SECRET_REFERENCE.sub("", value)
         if "{" in outside_references or "}" in outside_references:
             problems.append((field, "may hold text and {secret:NAME} references only"))
+        if _CREDENTIAL_HEADER.search(name) and not _SECRET_REFERENCE.search(value):
+            # A manifest is public: a literal credential in it is published to everyone.
+            problems.append((field, "a credential header takes a {secret:NAME} reference"))
         for secret in _SECRET_REFERENCE.findall(value):
             if not _SECRET_NAME.fullmatch(secret):
                 problems.append((field, f"{secret!r} is not a secret name (A-Z, 0-9, _)"))

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from beamclaw.errors import first_or_not_found
 from tenants.models import Tenant
 
-from .models import Installation, Package, PackageVersion, VersionStatus, Visibility
+from .models import (
+    Installation,
+    Package,
+    PackageVersion,
+    UsageEvent,
+    UsageKind,
+    VersionStatus,
+    Visibility,
+)
 from .versions import parse_spec, parse_version, resolve
 
 CALLS_WINDOW = timedelta(days=30)
@@ -51,16 +60,27 @@ def catalogue(tenant: Tenant | None, *, search: str = "", publisher: str = "") -
 
 def with_counts(packages: QuerySet[Package]) -> QuerySet[Package]:
     """Each package with `install_count` and `calls_30d` (metered model and tool calls in
-    the last 30 days)."""
+    the last 30 days), each counted in a subquery of its own (one join of both would
+    count installations times calls)."""
     since = timezone.now() - CALLS_WINDOW
+    installs = (
+        Installation.objects.filter(package=OuterRef("pk"))
+        .order_by()
+        .values("package")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    calls = (
+        UsageEvent.objects.filter(package_version__package=OuterRef("pk"), created_at__gte=since)
+        .exclude(kind=UsageKind.TURN)
+        .order_by()
+        .values("package_version__package")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     return packages.annotate(
-        install_count=Count("installations", distinct=True),
-        calls_30d=Count(
-            "versions__usage_events",
-            filter=Q(versions__usage_events__created_at__gte=since)
-            & ~Q(versions__usage_events__kind="turn"),
-            distinct=True,
-        ),
+        install_count=Coalesce(Subquery(installs), 0),
+        calls_30d=Coalesce(Subquery(calls), 0),
     )
 
 
@@ -76,7 +96,9 @@ def get_package(tenant: Tenant | None, publisher: str, slug: str) -> Package:
 
 def versions_of(package: Package) -> list[PackageVersion]:
     """Every version of the package (revoked ones included, marked), newest first."""
-    versions = list(package.versions.defer("artifact"))
+    versions = list(
+        package.versions.only("id", "version", "status", "status_reason", "published_at")
+    )
     versions.sort(key=lambda v: parse_version(v.version), reverse=True)
     return versions
 

@@ -101,13 +101,16 @@ class PackageUpdateSerializer(serializers.Serializer):
     deprecation_message = serializers.CharField(max_length=2000, allow_blank=True, required=False)
 
 
-class PublishSerializer(serializers.Serializer):
+class PublishOptionsSerializer(serializers.Serializer):
+    artifact = serializers.FileField(required=False)
+    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
+
+
+class PublishSerializer(PublishOptionsSerializer):
     """A JSON body: `{"manifest": {...}}`; or multipart with `manifest` (a JSON file or
     field) and `artifact` (the .tar.gz of the Python tools)."""
 
-    manifest = serializers.JSONField()
-    artifact = serializers.FileField(required=False)
-    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
+    manifest = serializers.JSONField(help_text="the manifest (JSON Schema: manifest.schema.json)")
 
 
 class StatusChangeSerializer(serializers.Serializer):
@@ -123,15 +126,19 @@ class InstallSerializer(serializers.Serializer):
     package = serializers.RegexField(
         r"^[a-z0-9-]{1,63}/[a-z0-9-]{1,63}$", help_text="`<publisher>/<slug>`"
     )
-    version = serializers.CharField(max_length=200, default="latest")
-    agent = serializers.SlugField(max_length=63, required=False, help_text="the new agent's slug")
+    version = serializers.CharField(max_length=150, default="latest")
+    agent = serializers.RegexField(
+        slug_validator.regex, max_length=63, required=False, help_text="the new agent's slug"
+    )
     provider = serializers.CharField(max_length=32, required=False, allow_blank=True)
     model = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    spend_cap_micros = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    spend_cap_micros = serializers.IntegerField(
+        min_value=0, max_value=2**63 - 1, required=False, allow_null=True
+    )
 
 
 class UpgradeSerializer(serializers.Serializer):
-    version = serializers.CharField(max_length=200, required=False)
+    version = serializers.CharField(max_length=150, required=False)
     dry_run = serializers.BooleanField(default=False)
 
 

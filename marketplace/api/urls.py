@@ -10,19 +10,19 @@ urlpatterns = [
     path(PACKAGE, views.PackageView.as_view(), name="package"),
     path(f"{PACKAGE}/versions", views.PackageVersionsView.as_view(), name="package-versions"),
     path(
-        f"{PACKAGE}/versions/<str:version>/yank",
+        f"{PACKAGE}/versions/<version:version>/yank",
         views.VersionYankView.as_view(),
         name="package-version-yank",
     ),
     path(
-        f"{PACKAGE}/versions/<str:version>/unyank",
+        f"{PACKAGE}/versions/<version:version>/unyank",
         views.VersionUnyankView.as_view(),
         name="package-version-unyank",
     ),
     path("marketplace", views.CatalogueView.as_view(), name="catalogue"),
     path(ENTRY, views.CatalogueEntryView.as_view(), name="catalogue-entry"),
     path(
-        f"{ENTRY}/versions/<str:version>",
+        f"{ENTRY}/versions/<version:version>",
         views.CatalogueVersionView.as_view(),
         name="catalogue-version",
     ),

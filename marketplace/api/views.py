@@ -7,13 +7,15 @@ Views parse input, call a service or selector, and render.
 from __future__ import annotations
 
 import json
+import re
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from beamclaw.api.parsers import JSONParser
 from beamclaw.api.validation import validated
 from beamclaw.errors import InvalidInput, NotFound, TooLarge
 from marketplace import installing, publishing, selectors
@@ -30,6 +32,7 @@ from .serializers import (
     PackageSerializer,
     PackageUpdateSerializer,
     PublisherSerializer,
+    PublishOptionsSerializer,
     PublishSerializer,
     StatusChangeSerializer,
     UpgradeSerializer,
@@ -82,9 +85,17 @@ def _manifest_of(value: object) -> object:
         value = value.read(MAX_MANIFEST_BYTES + 1)
         if len(value) > MAX_MANIFEST_BYTES:
             raise TooLarge("manifest_too_large", "The manifest file is too large.")
+    if value is None:
+        raise InvalidInput(
+            "manifest_required", "Send the package's manifest.", details={"field": "manifest"}
+        )
     if isinstance(value, bytes | str):
         try:
             return json.loads(value)
+        except RecursionError:
+            raise InvalidInput(
+                "manifest_too_deep", "manifest: nested too deep.", details={"field": "manifest"}
+            )
         except ValueError as exc:
             raise InvalidInput(
                 "invalid_manifest", f"manifest: not JSON ({exc}).", details={"field": "manifest"}
@@ -122,7 +133,7 @@ class PackageVersionsView(APIView):
     )
     def post(self, request, publisher: str, slug: str):
         length = request.META.get("CONTENT_LENGTH") or ""
-        if not length.isdigit():
+        if not re.fullmatch(r"[0-9]{1,12}", length):
             raise InvalidInput(
                 "length_required", "Send the upload with a Content-Length.", status=411
             )
@@ -131,14 +142,13 @@ class PackageVersionsView(APIView):
                 "upload_too_large",
                 f"A publish request is at most {MAX_PUBLISH_BYTES // 1024} KiB.",
             )
-        data = validated(
-            PublishSerializer(data=request.data), codes={"manifest": "invalid_manifest"}
-        )
+        data = validated(PublishOptionsSerializer(data=request.data))
+        manifest = request.FILES.get("manifest") or request.data.get("manifest")
         version = publishing.publish_version(
             tenant=request_tenant(request),
             publisher_handle=publisher,
             slug=slug,
-            manifest_data=_manifest_of(request.data.get("manifest")),
+            manifest_data=_manifest_of(manifest),
             artifact=_artifact_of(data.get("artifact")),
             visibility=data.get("visibility"),
         )
@@ -194,8 +204,9 @@ class VersionUnyankView(APIView):
 
 
 class CatalogueView(generics.ListAPIView):
-    """Listed packages: `?search=` (name, summary, publisher) and `?publisher=`; each with
-    its latest version, install count and metered calls in the last 30 days."""
+    """Listed packages, newest first: `?search=` (name, summary, publisher) and
+    `?publisher=`; each with its latest version, install count and metered calls in the
+    last 30 days."""
 
     serializer_class = PackageSerializer
 

@@ -301,3 +301,89 @@ def test_a_handle_belongs_to_one_tenant(publisher, globex):
     assert error(taken, 409) == "publisher_handle_taken"
     second = publisher.client.put("/api/v1/publisher", {"handle": "other"}, format="json")
     assert error(second, 409) == "publisher_exists"
+
+
+def _tool(**changes) -> dict:
+    return {**PYTHON_TOOL, **changes}
+
+
+HTTP_TOOL = {
+    "kind": "http",
+    "name": "lookup",
+    "description": "Look a word up.",
+    "parameters": {
+        "type": "object",
+        "properties": {"word": {"type": "string"}},
+        "required": ["word"],
+    },
+    "method": "GET",
+    "url": "https://api.example.com/{word}",
+    "allowed_hosts": ["api.example.com"],
+}
+HTTP_PERMISSIONS = {"platform_tools": ["current_time"], "http_hosts": ["api.example.com"]}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        # A regular expression hidden under a key no validator reads, reached by a $ref.
+        (
+            {
+                "tools": [
+                    _tool(
+                        parameters={
+                            "type": "object",
+                            "x": {"pattern": "^(a+)+$"},
+                            "properties": {"q": {"$ref": "#/x"}},
+                        }
+                    )
+                ]
+            },
+            "tools[0].parameters",
+        ),
+        (
+            {
+                "tools": [{**HTTP_TOOL, "url": "https://[api.example.com/{word}"}],
+                "permissions": HTTP_PERMISSIONS,
+            },
+            "tools[0].url",
+        ),
+        (
+            {
+                "tools": [{**HTTP_TOOL, "headers": {"Authorization": "Bearer sk-live-123"}}],
+                "permissions": HTTP_PERMISSIONS,
+            },
+            "tools[0].headers",
+        ),
+        ({"name": "a" * 64}, "name"),
+    ],
+)
+def test_hostile_manifests_are_refused_with_a_field_not_a_crash(publisher, changes, field):
+    data = manifest(**changes)
+    response = publisher.client.post(
+        f"/api/v1/packages/words/{data['name']}/versions", {"manifest": data}, format="json"
+    )
+
+    assert error(response, 400) == "invalid_manifest"
+    assert response.json()["error"]["details"]["field"].startswith(field)
+
+
+def test_hostile_requests_get_4xx_not_500(publisher, globex):
+    deep = '{"manifest": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = publisher.client.post(
+        "/api/v1/packages/words/helper/versions", deep, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content[:300]
+    publish(publisher)
+
+    assert error(install(globex, agent="My_Agent"), 400) == "validation_error"
+    assert error(install(globex, spend_cap_micros=10**30), 400) == "validation_error"
+    assert globex.client.get("/api/v1/marketplace/words/helper/versions/1%000").status_code == 404
+    chained_long_names = io.BytesIO()
+    with tarfile.open(fileobj=chained_long_names, mode="w:gz") as tar:
+        header = tarfile.TarInfo("././@LongLink")
+        header.type, header.size = tarfile.GNUTYPE_LONGNAME, 512
+        for _ in range(5000):
+            tar.fileobj.write(header.tobuf(format=tarfile.USTAR_FORMAT) + b"a" * 512)
+    refused = _publish_with_artifact(publisher, chained_long_names.getvalue())
+    assert error(refused, 400) == "artifact_invalid"

@@ -341,7 +341,9 @@ def test_tool_parameters_must_be_a_safe_json_schema():
     data = with_text_schema({"type": "string", "pattern": "^(a+)+$"})
     assert_refused(data, "tools[0].parameters.properties.text.pattern", "regular expressions")
     data = with_text_schema({"$ref": "https://schemas.example.com/text.json"})
-    assert_refused(data, 'tools[0].parameters.properties.text["$ref"]', "local references")
+    assert_refused(data, 'tools[0].parameters.properties.text["$ref"]', "not a keyword")
+    data = with_text_schema({"$ref": "#/properties/other"})  # no references at all
+    assert_refused(data, 'tools[0].parameters.properties.text["$ref"]', "not a keyword")
     data = with_text_schema({"type": "strin"})
     assert refusal(data).details["field"].startswith("tools[0].parameters")
     assert_refused(
