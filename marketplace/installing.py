@@ -8,6 +8,10 @@ to change and no process restarts. A move that widens permissions or price waits
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from agents.models import Agent, ProviderName
@@ -37,18 +41,27 @@ def resolve_version(package: Package, spec: VersionSpec) -> PackageVersion:
     return chosen
 
 
-def agent_fields(manifest: dict, *, model_override: str = "") -> dict:
-    """The agent settings a version gives its installation's agent."""
-    model = manifest.get("model") or {}
+def agent_fields(manifest: dict, *, provider: str = "", model: str = "") -> dict:
+    """The agent settings a version gives its installation's agent; the installer's
+    provider and model, when set, win over the manifest's."""
+    fixed = manifest.get("model") or {}
     fields = {
         "system_prompt": manifest.get("system_prompt", ""),
         "tools": sorted(manifest.get("builtin_tools", [])),
     }
-    if model.get("provider"):
-        fields["provider"], fields["model"] = model["provider"], model["name"]
-    if model_override:
-        fields["model"] = model_override
+    if fixed.get("provider"):
+        fields["provider"], fields["model"] = fixed["provider"], fixed["name"]
+    if provider:
+        fields["provider"] = provider
+    if model:
+        fields["model"] = model
     return fields
+
+
+def installation_fields(installation: Installation, manifest: dict) -> dict:
+    return agent_fields(
+        manifest, provider=installation.provider_override, model=installation.model_override
+    )
 
 
 def _spec(text: str) -> VersionSpec:
@@ -58,6 +71,18 @@ def _spec(text: str) -> VersionSpec:
             "invalid_version_spec", "The version spec is too long.", details={"field": "version"}
         )
     return spec
+
+
+@contextlib.contextmanager
+def _field_errors() -> Iterator[None]:
+    """An agent setting the model refuses (from a manifest or the installer) is a 400."""
+    try:
+        yield
+    except ValidationError as error:
+        field, messages = next(iter(error.message_dict.items()))
+        raise InvalidInput(
+            "invalid_agent_settings", f"{field}: {' '.join(messages)}", details={"field": field}
+        )
 
 
 def install(
@@ -80,14 +105,18 @@ def install(
             f"Unknown provider '{provider[:32]}'.",
             details={"field": "provider"},
         )
-    fields = agent_fields(version.manifest, model_override=model)
-    if provider:
-        fields["provider"] = provider
-    with transaction.atomic():
+    fields = agent_fields(version.manifest, provider=provider, model=model)
+    with transaction.atomic(), _field_errors():
         agent = create_agent(
-            tenant=tenant, slug=agent_slug or package.slug, name=str(package), **fields
+            tenant=tenant,
+            slug=agent_slug or package.slug,
+            name=str(package),
+            package_backed=True,
+            **fields,
         )
         return Installation.objects.create(
+            provider_override=provider,
+            model_override=model,
             tenant=tenant,
             agent=agent,
             package=package,
@@ -122,7 +151,7 @@ def _move(installation: Installation, target: PackageVersion, *, consented: bool
     installation.state = InstallationState.ACTIVE
     installation.save()
     agent: Agent = installation.agent
-    update_agent(agent=agent, **agent_fields(target.manifest, model_override=""))
+    update_agent(agent=agent, **installation_fields(installation, target.manifest))
 
 
 def _union(granted: dict, wanted: dict) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator
 from django.db import models
 
-from agents.models import Agent
+from agents.models import Agent, Turn
 from tenants.models import Tenant, slug_validator
 
 
@@ -120,6 +120,9 @@ class Installation(models.Model):
     )
     # The permissions the tenant consented to (the resolved version's, echoed at install).
     granted_permissions = models.JSONField(default=dict)
+    # The installer's choice of provider and model, kept across version moves.
+    provider_override = models.CharField(max_length=32, blank=True)
+    model_override = models.CharField(max_length=200, blank=True)
     # Checked before every metered call: the installation stops spending past it.
     spend_cap_micros = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -127,6 +130,20 @@ class Installation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.agent.slug} ← {self.package}"
+
+
+class TurnPin(models.Model):
+    """The version a package-backed turn runs on, recorded when it first starts: retries
+    and resumes read it back, so a turn finishes on the version it began with."""
+
+    turn = models.OneToOneField(
+        Turn, on_delete=models.CASCADE, primary_key=True, related_name="package_pin"
+    )
+    version = models.ForeignKey(PackageVersion, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"turn {self.turn_id} on {self.version_id}"
 
 
 class UsageKind(models.TextChoices):
