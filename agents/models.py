@@ -54,6 +54,8 @@ class Agent(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # Soft delete: an agent with sessions keeps its row so their history stays readable.
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Installed from a marketplace package: each turn runs the version it pinned at start.
+    package_backed = models.BooleanField(default=False, editable=False)
 
     class Meta:
         constraints = [

@@ -71,8 +71,7 @@ def _async_client(*, blocking_reads: bool) -> aioredis.Redis:
             if blocking_reads:
                 # Reads last up to WAIT_MAX_SECONDS: the read timeout must outlast them
                 # (redis-py's default is 5 s). The web admits no more waiting clients than
-                # the pool holds (STREAMS_PER_PROCESS_MAX); if it runs out anyway, a
-                # request waits a little for a connection, then is told so.
+                # the pool holds (agents.api.open_streams caps them at its size).
                 read_timeout = settings.WAIT_MAX_SECONDS + 10
                 size = settings.REDIS_ASYNC_MAX_CONNECTIONS
             else:

@@ -268,7 +268,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
-    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64"}},
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "format": "int64"},
+        "version": {"type": "string", "pattern": "^[0-9A-Za-z.+-]{1,64}$"},
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # Swagger UI would otherwise send the schema to validator.swagger.io for a badge.
@@ -347,7 +350,7 @@ WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 30.0)
 # lives three heartbeats, so a dead worker drops out of the list within that.
 WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 5.0)
 # Each worker checks this often that it consumes exactly its tenants' queues under the
-# shard map (a missed broadcast, a reshard, a suspended tenant heal within this).
+# shard map (a missed broadcast, a reshard, a deleted tenant heal within this).
 QUEUE_RECONCILE_SECONDS = env_float("QUEUE_RECONCILE_SECONDS", 3.0)
 WAIT_MAX_SECONDS = 60
 # Event streams and `wait=` requests one web process holds open at once; each holds one

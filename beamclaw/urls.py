@@ -13,7 +13,9 @@ urlpatterns = [
     path("api/v1/ops/", include("fleet.api.urls")),
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),
+    path("api/v1/", include("marketplace.api.urls")),
     path("hooks/", include("agents.channels.api.urls")),
+    path("marketplace/", include("marketplace.urls")),
 ]
 
 handler400 = "beamclaw.api.errors.bad_request"

@@ -207,7 +207,7 @@ class Heartbeat(bootsteps.StartStopStep):
     def _reconcile_queues(self) -> None:
         """Every QUEUE_RECONCILE_SECONDS: if this worker's queues differ from what the
         shard map and the tenant table say, ask our own consumer thread to fix them (a
-        missed broadcast, a reshard, a tenant suspended or back)."""
+        missed broadcast, a reshard, a tenant deleted)."""
         while not self._stop.wait(settings.QUEUE_RECONCILE_SECONDS):
             if draining.is_set():
                 continue

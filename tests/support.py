@@ -44,6 +44,13 @@ def active_queues(hostname: str) -> set[str]:
     return {queue["name"] for queue in reply.get(hostname, [])}
 
 
+def worker_is_idle(hostname: str) -> bool:
+    """Whether a running worker has no task running or reserved (`inspect active/reserved`)."""
+    inspect = app.control.inspect([hostname], timeout=2)
+    active, reserved = inspect.active() or {}, inspect.reserved() or {}
+    return hostname in active and not active[hostname] and not reserved.get(hostname)
+
+
 def count_thread_hops(monkeypatch) -> list[str]:
     """From now on, the functions run in a thread (asgiref's sync_to_async), in order."""
     hops: list[str] = []

@@ -22,7 +22,7 @@ from django.core.management import call_command
 
 from beamclaw.celery import tenant_queue
 from tenants.models import Tenant
-from tests.support import ROOT, active_queues, wait_until
+from tests.support import ROOT, active_queues, wait_until, worker_is_idle
 
 README = ROOT / "README.md"
 README_BASE_URL = "http://127.0.0.1:8000"
@@ -170,7 +170,10 @@ def check_output(command: Command, output: str) -> None:
             actual = json.loads(output)
         except ValueError:
             raise AssertionError(f"not JSON, while the README shows {shown}:\n{output[:2000]}")
-        assert_shape(actual, expected, command.text.splitlines()[0][:60])
+        try:
+            assert_shape(actual, expected, command.text.splitlines()[0][:60])
+        except AssertionError as mismatch:
+            raise AssertionError(f"{mismatch}\nthe whole answer: {output[:3000]}") from None
 
 
 def shell_env(platform_env: dict[str, str], demo_dir: Path) -> dict[str, str]:
@@ -191,6 +194,9 @@ def test_the_readme_examples_run_as_written(stack, demo_dir, platform_env):
     queue = tenant_queue(Tenant.objects.get().slug)
     hostname = f"worker@{os.uname().nodename}"
     wait_until(lambda: queue in active_queues(hostname), timeout=60, message=f"{queue} consumed")
+    # And idle, as a fresh `make run`'s worker is: the suite's earlier tests may have left it
+    # turns to finish, and the README's answers within `"wait": 30` are an idle stack's.
+    wait_until(lambda: worker_is_idle(hostname), timeout=120, message="the worker idle")
     env = shell_env(platform_env, demo_dir)
     prelude = ""  # variable assignments (KEY=..., API=...) carry to later commands
     sections = [
@@ -198,6 +204,7 @@ def test_the_readme_examples_run_as_written(stack, demo_dir, platform_env):
         ("Sub-agents", None),
         ("Scheduled jobs", 1),  # the first block; the second needs a Slack workspace
         ("Tenants and API keys by hand", None),
+        ("Marketplace", None),
     ]
     ran = 0
     for section, count in sections:

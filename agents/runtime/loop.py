@@ -43,7 +43,7 @@ from beamclaw.telemetry import emit
 from tenants import limits, metering
 from tenants.models import UsageRecord
 
-from . import children, events, fenced, handover
+from . import agent_settings, children, events, fenced, handover
 from .cancellation import cancel_key
 from .context import build_context, estimate_tokens, load_history, tokens_for_chars
 from .dispatch import dispatch_reply, dispatch_session
@@ -283,6 +283,7 @@ def _run_turn(turn: Turn, lease: Lease, usage: list[UsageRecord]) -> bool:
         return run.more_turns
     if not fenced.start_turn(turn, lease.fence):
         return True  # cancelled while it waited
+    agent_settings.settle(turn)
     now = time.monotonic()
     run = TurnRun(
         turn, lease, deadline=now + turn.agent.turn_timeout_seconds, started=now, usage=usage

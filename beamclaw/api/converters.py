@@ -36,7 +36,21 @@ class SessionKeyConverter:
         return value
 
 
+class VersionConverter:
+    """`<version:name>`: what a SemVer version can be made of, at most as long as the stored
+    version; anything else (a NUL, a slash) can name no version, so it is a plain 404."""
+
+    regex = r"[0-9A-Za-z.+-]{1,64}"  # 64: PackageVersion.version's max_length
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
 # Registered once, when this module is first imported (from the app's ready(), before any
 # URLconf): registering again is deprecated in Django 5.x and an error in 6.0.
 register_converter(IdConverter, "id")
 register_converter(SessionKeyConverter, "session_key")
+register_converter(VersionConverter, "version")

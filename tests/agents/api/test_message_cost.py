@@ -48,7 +48,7 @@ def send(acme, content: str):
     return asyncio.run(post())
 
 
-def test_a_message_answered_within_wait_costs_two_thread_hops_and_four_statements(
+def test_a_message_answered_within_wait_costs_two_thread_hops_of_ours_and_four_statements(
     worker, acme, agent, monkeypatch, settings
 ):
     # The open-streams watcher's own key re-check must not land inside the count.

@@ -1,0 +1,1 @@
+"""The hello-tools package's Python tools."""
