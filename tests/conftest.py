@@ -17,6 +17,7 @@ from django.conf import settings
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from agents.runtime.lease import keeper
 from beamclaw.celery import app as celery_app
 from beamclaw.redis import broker_key_prefix
 from fleet.worker_command import worker_command
@@ -124,6 +125,24 @@ def _forget_platform_keys():
     ]
     if keys:
         client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def _no_session_lease_left_held():
+    """A test releases every session lease it takes in this process.
+
+    This process's keeper thread renews a lease until it is released, and takes back one
+    whose key vanished (as after a Redis restart), so the key clean-up above cannot end
+    it: a lease left held keeps its session for the rest of the run. The ids come back
+    (on SQLite a rolled-back test's tenant and session are 1 again, and so are
+    test_readme's), and a later test's turns on that session would stay queued.
+    """
+    yield
+    left = keeper.held()
+    for lease in left:
+        lease.release()
+    if left:
+        pytest.fail(f"the test left session lease(s) held: {', '.join(x.key for x in left)}")
 
 
 @pytest.fixture(scope="session")

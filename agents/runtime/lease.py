@@ -132,10 +132,13 @@ class LeaseKeeper:
         with self._lock:
             self._leases.pop(lease.owner, None)
 
-    def renew_all(self) -> None:
+    def held(self) -> list[Lease]:
+        """The leases this process holds, which the keeper renews until they are released."""
         with self._lock:
-            leases = list(self._leases.values())
-        for lease in leases:
+            return list(self._leases.values())
+
+    def renew_all(self) -> None:
+        for lease in self.held():
             try:
                 if not lease.renew():
                     lease.lost.set()

@@ -23,4 +23,6 @@ def test_a_renewal_landing_after_the_release_does_not_take_the_session_back():
 
     assert renewed  # not "lost": there was nothing left to keep
     assert not get_redis().exists(lease.key)
-    assert Lease(tenant.pk, session_id).acquire()  # the session's next trigger runs it
+    successor = Lease(tenant.pk, session_id)
+    assert successor.acquire()  # the session's next trigger runs it
+    successor.release()
